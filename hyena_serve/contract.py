@@ -1,0 +1,94 @@
+"""Names and numbers every part of hyena_serve shares.
+
+The torch custom op, the ONNX node and function, the TensorRT plugin, the Triton configs
+and the gateway all refer to the same op, attributes and tensor names. They are written
+down once here; nothing else spells them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- the FFT-convolution op -----------------------------------------------------------
+
+#: torch.library namespace and op name: ``torch.ops.hyena.fft_conv``.
+TORCH_OP_NAMESPACE = "hyena"
+TORCH_OP_NAME = "fft_conv"
+
+#: ONNX custom op: node ``op_type`` in ``domain``, plus the model-local function of the
+#: same (domain, name) whose body is made of standard ONNX ops.
+ONNX_OP_DOMAIN = "hyena"
+ONNX_OP_TYPE = "FFTConv"
+ONNX_OP_VERSION = 1
+
+#: Attributes the TensorRT ONNX parser reads to pick a registered plugin before falling
+#: back to the local function.
+PLUGIN_NAME = "FFTConv"
+PLUGIN_NAMESPACE = "hyena"
+PLUGIN_VERSION = "1"
+
+#: Values of the ``mode`` attribute.
+MODE_2D = "2d"
+MODE_1D_BIDIR = "1d_bidir"
+MODES = (MODE_2D, MODE_1D_BIDIR)
+
+#: Default opset of exported models (ONNX DFT needs >= 17; 20 is the exporter default).
+ONNX_OPSET = 20
+
+# --- model I/O tensor names (ONNX graph, Triton configs, gateway) ----------------------
+
+INPUT_NAME = "pixel_values"
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class FFTPlan:
+    """Sizes of one FFT convolution over the trailing spatial dims.
+
+    ``spatial``: the input's spatial size (``(H, W)`` in 2d mode, ``(L,)`` in 1d mode with
+    ``L = H*W``); ``kernel``: the filter size per dim; ``fft``: the transform size per dim.
+    The output keeps ``[k//2 : k//2 + n]`` of the circular result along each dim.
+    """
+
+    mode: str
+    spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    fft: tuple[int, ...]
+
+    @property
+    def crop_start(self) -> tuple[int, ...]:
+        return tuple(k // 2 for k in self.kernel)
+
+    @property
+    def spectrum_shape(self) -> tuple[int, ...]:
+        """Shape of the half spectrum (rfftn over the trailing dims), without channels."""
+        return (*self.fft[:-1], self.fft[-1] // 2 + 1)
+
+
+def fft_size(n: int, k: int) -> int:
+    """Smallest FFT length that makes the centred circular convolution of a length-``n``
+    signal with a length-``k`` filter equal to the linear ("same") one.
+
+    Keeping ``[k//2, k//2 + n)`` of the circular result is alias-free when the length is
+    at least ``n + k//2``; it must also hold the whole filter, hence ``max(2n, k)``, the
+    size the reference implementation uses (it is >= ``n + k//2`` for every ``k``).
+    """
+    if n < 1 or k < 1:
+        raise ValueError(f"fft_size needs positive sizes, got n={n}, k={k}")
+    return max(2 * n, k)
+
+
+def plan_fft(mode: str, height: int, width: int, kernel: tuple[int, ...] | int) -> FFTPlan:
+    """The :class:`FFTPlan` for an ``(H, W)`` feature map in ``mode``.
+
+    2d: ``kernel`` is ``(Kh, Kw)`` (or one int for a square filter). 1d_bidir: the map is
+    flattened in raster order to ``L = H*W`` and ``kernel`` is the filter length ``K``.
+    """
+    if mode == MODE_2D:
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        return FFTPlan(mode, (height, width), (kh, kw), (fft_size(height, kh), fft_size(width, kw)))
+    if mode == MODE_1D_BIDIR:
+        (k,) = (kernel,) if isinstance(kernel, int) else tuple(kernel)
+        n = height * width
+        return FFTPlan(mode, (n,), (k,), (fft_size(n, k),))
+    raise ValueError(f"unknown FFT-conv mode {mode!r}; expected one of {MODES}")
