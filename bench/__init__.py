@@ -1,0 +1,1 @@
+"""hyena_serve's measuring instrument: `python -m bench --help`."""
