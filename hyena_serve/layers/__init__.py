@@ -1,0 +1,38 @@
+"""Building blocks of the HyenaPixel family: norms, MLPs, token mixers, implicit filters."""
+
+from hyena_serve.layers.attention import Attention
+from hyena_serve.layers.drop import DropPath, drop_path
+from hyena_serve.layers.fft_long_conv import FFTLongConvMixer
+from hyena_serve.layers.hyena_bidir import HyenaBidirMixer, global_kernel_1d
+from hyena_serve.layers.hyena_pixel import HyenaPixelMixer, global_kernel_2d
+from hyena_serve.layers.implicit_filter import (
+    HyenaFilter,
+    HyenaPixelFilter,
+    centre_distance,
+    sincos_pos_emb_2d,
+)
+from hyena_serve.layers.mlp import Mlp, MlpHead, SquaredReLU, StarReLU
+from hyena_serve.layers.norms import LayerNormWithoutBias, Scale
+from hyena_serve.layers.sepconv import SepConv
+
+__all__ = [
+    "Attention",
+    "DropPath",
+    "FFTLongConvMixer",
+    "HyenaBidirMixer",
+    "HyenaFilter",
+    "HyenaPixelFilter",
+    "HyenaPixelMixer",
+    "LayerNormWithoutBias",
+    "Mlp",
+    "MlpHead",
+    "Scale",
+    "SepConv",
+    "SquaredReLU",
+    "StarReLU",
+    "centre_distance",
+    "drop_path",
+    "global_kernel_1d",
+    "global_kernel_2d",
+    "sincos_pos_emb_2d",
+]
