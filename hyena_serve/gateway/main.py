@@ -1,0 +1,285 @@
+"""The gateway app: ``create_app(settings)`` builds a FastAPI app whose lifespan opens
+the inference backend once; routes live in :mod:`hyena_serve.gateway.routes`.
+
+Request path: body (size-limited while it streams in) -> decode + preprocess in the
+threadpool -> backend (micro-batched in-process, or Triton) -> softmax top-k -> JSON.
+The backend is started in the background, so the server answers liveness (and 503 for
+readiness) while a first start exports the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hyena_serve.gateway.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers, unavailable
+from hyena_serve.gateway.metrics import GatewayMetrics, MetricsMiddleware
+from hyena_serve.gateway.settings import GatewaySettings
+from hyena_serve.labels import class_names
+from hyena_serve.preprocess import ImageError, decode_image, preprocess_image
+from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelInfo
+
+log = logging.getLogger("hyena_serve.gateway")
+
+
+def build_backend(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> Backend:
+    """The backend ``settings.backend`` names, not started yet."""
+    spec = settings.model_spec()
+    on_batch = metrics.observe_batch if metrics is not None else None
+    batching = dict(max_batch_size=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms, on_batch=on_batch)
+    if settings.backend == "embedded":
+        from hyena_serve.runtime.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(spec, settings.artifacts_dir, onnx_path=settings.onnx_path, threads=settings.threads, **batching)
+    if settings.backend == "torch":
+        from hyena_serve.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(spec, threads=settings.threads, **batching)
+    from hyena_serve.runtime.triton import TritonBackend
+
+    return TritonBackend(spec, settings.triton_url, protocol=settings.triton_protocol,
+                         model=settings.triton_model, timeout_s=settings.request_timeout_s)
+
+
+class Admission:
+    """At most ``limit`` classify requests run at once and ``max_queue`` wait for a slot;
+    more are refused at once (429) instead of queueing without bound."""
+
+    def __init__(self, limit: int, max_queue: int, metrics: GatewayMetrics, retry_after: int, wait_timeout: float):
+        self.limit = limit
+        self.max_queue = max_queue
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(limit)
+        self._metrics = metrics
+        self._retry_after = retry_after
+        self._wait_timeout = wait_timeout
+
+    @asynccontextmanager
+    async def slot(self):
+        if self._slots.locked() and self.waiting >= self.max_queue:
+            self._metrics.rejected.labels("overloaded").inc()
+            raise GatewayError(429, "too many requests",
+                               f"{self.limit} requests in progress and {self.waiting} waiting; retry later",
+                               retry_after=self._retry_after)
+        self.waiting += 1
+        self._metrics.queued.inc()
+        try:
+            async with asyncio.timeout(self._wait_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            self._metrics.rejected.labels("queue_timeout").inc()
+            raise GatewayError(503, "overloaded", f"no slot within {self._wait_timeout:g} s",
+                               retry_after=self._retry_after) from None
+        finally:
+            self.waiting -= 1
+            self._metrics.queued.dec()
+        self._metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self._metrics.in_flight.dec()
+            self._slots.release()
+
+
+class Gateway:
+    """What the routes share: settings, the backend, labels, metrics and the limits."""
+
+    def __init__(self, settings: GatewaySettings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.backend = backend if backend is not None else build_backend(settings, self.metrics)
+        self.info: ModelInfo = self.backend.metadata
+        self.labels = class_names(self.info.num_classes)
+        self.admission: Admission | None = None
+        self.start_error: str | None = None
+        self._start_task: asyncio.Task | None = None
+        self._started = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        s = self.settings
+        self.admission = Admission(s.max_concurrency, s.max_queue, self.metrics, s.retry_after_s, s.request_timeout_s)
+        log.info("starting %s backend for %s at %d px (%s)", self.info.backend, self.info.name, self.info.resolution,
+                 "pretrained" if self.info.pretrained else "random weights: set HYENA_CHECKPOINT for real predictions")
+        self._start_task = asyncio.create_task(self._start_backend(), name="backend-start")
+
+    async def _start_backend(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self.backend.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.start_error = f"{type(exc).__name__}: {exc}"
+            log.exception("the %s backend failed to start", self.info.backend)
+            return
+        self._started = True
+        log.info("%s backend started in %.1f s", self.info.backend, time.perf_counter() - started)
+
+    async def close(self) -> None:
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
+            try:
+                await self._start_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.backend.close()
+
+    async def readiness(self) -> tuple[bool, str]:
+        if self.start_error is not None:
+            return False, f"backend failed to start: {self.start_error}"
+        if not self._started:
+            return False, "model is loading"
+        if not await self.backend.ready():
+            return False, f"{self.info.backend} backend is not ready"
+        return True, "ready"
+
+    # --- classification ------------------------------------------------------------------
+
+    def check_top_k(self, top_k: int) -> int:
+        if not 1 <= top_k <= self.info.num_classes:
+            raise GatewayError(422, "invalid request", f"top_k must be between 1 and {self.info.num_classes}, got {top_k}")
+        return top_k
+
+    async def classify(self, images: list[bytes], top_k: int) -> dict:
+        """Decode, preprocess, infer and rank ``images``; the response body of classify."""
+        self.check_top_k(top_k)
+        if self.start_error is not None:
+            raise unavailable(f"backend failed to start: {self.start_error}", self.settings.retry_after_s)
+        if not self._started:
+            raise unavailable("model is loading", self.settings.retry_after_s)
+        assert self.admission is not None
+        with self.metrics.stage("total"):
+            async with self.admission.slot():
+                arrays = await asyncio.gather(*(self._prepare(i, data, many=len(images) > 1) for i, data in enumerate(images)))
+                logits = await self._infer(np.stack(arrays))
+        self.metrics.images.inc(len(images))
+        return {
+            "model": self.info.name,
+            "backend": self.info.backend,
+            "pretrained": self.info.pretrained,
+            "results": [{"predictions": self._top_k(row, top_k)} for row in logits],
+        }
+
+    async def _prepare(self, index: int, data: bytes, many: bool) -> np.ndarray:
+        try:
+            array, decode_s, preprocess_s = await run_in_threadpool(self._prepare_sync, data)
+        except ImageError as exc:
+            if many:
+                raise ImageError(f"image {index}: {exc.reason}", status=exc.status) from None
+            raise
+        self.metrics.stage_seconds.labels("decode").observe(decode_s)
+        self.metrics.stage_seconds.labels("preprocess").observe(preprocess_s)
+        return array
+
+    def _prepare_sync(self, data: bytes) -> tuple[np.ndarray, float, float]:
+        t0 = time.perf_counter()
+        image = decode_image(data, max_pixels=self.settings.max_image_pixels)
+        t1 = time.perf_counter()
+        array = preprocess_image(image, self.info.preprocess)
+        return array, t1 - t0, time.perf_counter() - t1
+
+    async def _infer(self, batch: np.ndarray) -> np.ndarray:
+        timeout = self.settings.request_timeout_s
+        try:
+            with self.metrics.stage("inference"):
+                async with asyncio.timeout(timeout):
+                    logits = await self.backend.infer(batch)
+        except TimeoutError:
+            self.metrics.rejected.labels("timeout").inc()
+            raise unavailable(f"inference did not finish within {timeout:g} s", self.settings.retry_after_s) from None
+        except BackendUnavailable as exc:
+            self.metrics.rejected.labels("backend_unavailable").inc()
+            raise unavailable(exc.reason, self.settings.retry_after_s) from None
+        return logits
+
+    def _top_k(self, logits: np.ndarray, k: int) -> list[dict]:
+        z = logits.astype(np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        order = np.lexsort((np.arange(len(p)), -p))[:k]  # by probability, ties by index
+        return [{"index": int(i), "label": self.labels[i], "probability": float(p[i])} for i in order]
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_bytes``: at once from ``Content-Length``, and while the
+    body streams in (chunked uploads or a lying header), before it is all in memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await error_response(400, "bad request", "invalid Content-Length header")(scope, receive, send)
+                return
+            if size > self.max_bytes:
+                exc = BodyTooLarge(self.max_bytes, size)
+                await error_response(413, exc.error, exc.detail, {"Connection": "close"})(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(settings: GatewaySettings | None = None, *, backend: Backend | None = None) -> FastAPI:
+    """The gateway for ``settings`` (default: from the environment). ``backend`` replaces
+    the one the settings describe (tests inject a controllable one)."""
+    from hyena_serve.gateway import routes
+
+    settings = settings or GatewaySettings()
+    gateway = Gateway(settings, backend)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await gateway.open()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(
+        title="hyena_serve gateway",
+        summary="Image classification with HyenaPixel models (FFT long convolutions)",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app, settings.retry_after_s)
+    for router in routes.routers():
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=gateway.metrics)  # outermost: sees every response
+    return app

@@ -1,0 +1,145 @@
+"""Default backend: ONNX Runtime in-process, fed by the micro-batcher.
+
+The ONNX file for a model spec lives in the artifacts dir under a name that identifies
+the weights (model, resolution, checkpoint fingerprint or random seed, extra kwargs). If
+it is missing, the first start exports it with :func:`hyena_serve.exporting.export_onnx`
+(minutes for the full-size model on a CPU) into a temporary folder and moves it in place
+only when complete, so an interrupted export never leaves a broken cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelSpec, check_batch
+from hyena_serve.runtime.batching import MicroBatcher
+
+log = logging.getLogger(__name__)
+
+
+def artifact_name(spec: ModelSpec) -> str:
+    """File name of the exported ONNX model for ``spec`` (stable across runs)."""
+    if spec.checkpoint is not None:
+        path = Path(spec.checkpoint).resolve()
+        stat = path.stat()
+        key = f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+        weights = "ckpt-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    else:
+        weights = f"random-seed{spec.seed}"
+    name = f"{spec.name}_{spec.resolution}_{weights}"
+    if spec.kwargs:
+        blob = json.dumps(spec.model_kwargs(), sort_keys=True, default=str)
+        name += "_" + hashlib.sha256(blob.encode()).hexdigest()[:8]
+    return name + ".onnx"
+
+
+def export_model(spec: ModelSpec, out: Path) -> Path:
+    """Export ``spec`` to ONNX at ``out`` from the same torch model the torch backend runs."""
+    from hyena_serve.exporting import export_onnx
+    from hyena_serve.runtime.torch_backend import build_torch_model
+
+    return Path(export_onnx(spec.name, spec.resolution, out, model=build_torch_model(spec)))
+
+
+def ensure_onnx(spec: ModelSpec, artifacts_dir: str | Path, exporter: Callable[[ModelSpec, Path], Path] = export_model) -> Path:
+    """The cached ONNX file for ``spec``, exported first if it is not there yet."""
+    artifacts = Path(artifacts_dir)
+    target = artifacts / artifact_name(spec)
+    if target.is_file():
+        log.info("embedded backend: using cached %s", target)
+        return target
+    artifacts.mkdir(parents=True, exist_ok=True)
+    log.warning(
+        "embedded backend: %s not found; exporting %s at %d px to ONNX now (first start only; "
+        "this takes a while for full-size models, the result is cached)", target, spec.name, spec.resolution,
+    )
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=artifacts))
+    try:
+        exporter(spec, tmp / target.name)
+        produced = sorted(tmp.iterdir())
+        if not (tmp / target.name).is_file():
+            raise RuntimeError(f"the exporter did not write {target.name} (found {[p.name for p in produced]})")
+        # external-data files first, the model last: the model's presence marks completion
+        for path in produced:
+            if path.name != target.name:
+                path.replace(artifacts / path.name)
+        (tmp / target.name).replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.warning("embedded backend: exported %s in %.1f s", target, time.perf_counter() - started)
+    return target
+
+
+class EmbeddedBackend(Backend):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        artifacts_dir: str | Path = "artifacts",
+        *,
+        onnx_path: str | Path | None = None,
+        max_batch_size: int = 8,
+        max_wait_ms: float = 2.0,
+        threads: int = 0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.artifacts_dir = Path(artifacts_dir)
+        self.onnx_path = Path(onnx_path) if onnx_path is not None else None
+        self.info = spec.info("embedded", "onnxruntime_onnx")
+        self._threads = threads
+        self._session = None
+        self._ready = False
+        self._batcher = MicroBatcher(
+            self._run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, on_batch=on_batch, name="ort-infer"
+        )
+
+    async def start(self) -> None:
+        if self.onnx_path is None:
+            self.onnx_path = await asyncio.to_thread(ensure_onnx, self.spec, self.artifacts_dir)
+        log.info("embedded backend: loading %s into ONNX Runtime", self.onnx_path)
+        self._session = await asyncio.to_thread(self._open_session, self.onnx_path)
+        self._batcher.start()
+        await self._batcher.submit(np.zeros((1, 3, self.spec.resolution, self.spec.resolution), np.float32))
+        self._ready = True
+        log.info("embedded backend ready: %s at %d px", self.spec.name, self.spec.resolution)
+
+    def _open_session(self, path: Path):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+            raise RuntimeError(f"{path}: expected {INPUT_NAME!r} -> {OUTPUT_NAME!r}, graph has {inputs} -> {outputs}")
+        return session
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        (logits,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return logits
+
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        if not self._ready:
+            raise BackendUnavailable("model is still loading")
+        return await self._batcher.submit(check_batch(batch, self.spec.resolution))
+
+    async def ready(self) -> bool:
+        return self._ready
+
+    async def close(self) -> None:
+        self._ready = False
+        await self._batcher.close()
+        self._session = None
