@@ -1,0 +1,212 @@
+"""hyena::FFTConv function bodies on ONNX Runtime vs the float64 FFT references.
+
+Tolerances (max abs error relative to max |reference|): GEMM bodies and the Conv body
+2e-6 (measured ~1-3e-7), the DFT body 5e-5 (ORT's DFT: ~3e-6-1e-5), float16 X 2e-3
+(the output is rounded to float16; the body computes in float32).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+ort = pytest.importorskip("onnxruntime")
+
+from hyena_serve.contract import (  # noqa: E402
+    MODE_1D_BIDIR,
+    MODE_2D,
+    ONNX_OP_DOMAIN,
+    ONNX_OP_TYPE,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    plan_fft,
+)
+from hyena_serve.exporting import fftconv_onnx, lowering_matmul  # noqa: E402
+from hyena_serve.ops import fft_conv1d_bidir_ref, fft_conv2d_ref, filter_spectrum  # noqa: E402
+
+TOL = {"matmul": 2e-6, "dft": 5e-5}
+
+# (mode, C, H, W, K): odd, even, non-square, non-power-of-two, K > 2H (filter crop), K < H
+CASES_2D = [
+    (MODE_2D, 3, 7, 7, 13),        # odd square, K = 2H-1 (Hpx at 7x7)
+    (MODE_2D, 2, 6, 8, (5, 7)),    # even, non-square, K < H (not global)
+    (MODE_2D, 2, 10, 5, (21, 3)),  # K > 2H: FFT size set by the filter
+    (MODE_2D, 2, 12, 12, 23),      # non-power-of-two, global
+]
+CASES_1D = [
+    (MODE_1D_BIDIR, 3, 7, 7, 97),    # L=49, K=2L-1 (Hb at 7x7)
+    (MODE_1D_BIDIR, 2, 6, 5, 59),    # L=30, N=60
+    (MODE_1D_BIDIR, 2, 8, 8, 31),    # K < L
+    (MODE_1D_BIDIR, 2, 4, 4, 63),    # L < L0: N = K = 63 (odd)
+    (MODE_1D_BIDIR, 2, 14, 14, 391),  # L=196, N=392: the long-sequence path
+    (MODE_1D_BIDIR, 2, 6, 5, 101),   # N = 101 (prime): matmul falls back to DFT
+]
+
+
+def _case(mode, c, h, w, k, dtype=torch.float64):
+    plan = plan_fft(mode, h, w, k)
+    g = torch.Generator().manual_seed(h * 100 + w)
+    kern = torch.randn(c, *plan.kernel, dtype=dtype, generator=g)
+    d = torch.randn(c, dtype=dtype, generator=g)
+    return plan, kern, d
+
+
+def _reference(mode, x, kern, d):
+    if mode == MODE_2D:
+        return fft_conv2d_ref(x, kern, d)
+    return fft_conv1d_bidir_ref(x.flatten(-2), kern, d).reshape(x.shape)
+
+
+def _session(model):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _run(plan, kern, d, hw, x, body="matmul", strategy=None, fp16=False):
+    kf = filter_spectrum(kern, plan).float().numpy()
+    model = fftconv_onnx.standalone_model(plan, kf, d.float().numpy(), body=body, strategy=strategy,
+                                          fp16=fp16, hw=hw)
+    onnx.checker.check_model(model, full_check=True)
+    xin = x.numpy().astype(np.float16 if fp16 else np.float32)
+    (y,) = _session(model).run(None, {"X": xin})
+    return model, y
+
+
+def _strategies(plan):
+    if plan.mode == MODE_2D:
+        return ["dense2d", "conv"]
+    out = ["dense1d", "conv"]
+    if _ct_ok(plan):
+        out.append("ct1d")
+    return out
+
+
+def _ct_ok(plan):
+    try:
+        lowering_matmul.ct_factors(plan.spatial[0], plan.fft[0])
+        return True
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("case", CASES_2D + CASES_1D, ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}-k{c[4]}")
+@pytest.mark.parametrize("body", ["matmul", "dft"])
+def test_body_matches_reference(case, body):
+    mode, c, h, w, k = case
+    plan, kern, d = _case(*case)
+    x = torch.randn(2, c, h, w, dtype=torch.float64)
+    ref = _reference(mode, x, kern, d).numpy()
+    with pytest.warns(UserWarning) if (body == "matmul" and not lowering_matmul.supports(plan)) else _nullctx():
+        model, y = _run(plan, kern, d, (h, w), x, body=body)
+    assert y.shape == ref.shape and y.dtype == np.float32
+    err = np.abs(y - ref).max() / np.abs(ref).max()
+    tol = TOL["dft"] if fftconv_onnx.resolve_body(plan, body) == "dft" else TOL["matmul"]
+    assert err <= tol, f"{body}: relative error {err:.2e} > {tol:.0e}"
+
+
+@pytest.mark.parametrize("case", CASES_2D + CASES_1D[:-1], ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}-k{c[4]}")
+def test_every_strategy_matches_reference(case):
+    mode, c, h, w, k = case
+    plan, kern, d = _case(*case)
+    x = torch.randn(1, c, h, w, dtype=torch.float64)
+    ref = _reference(mode, x, kern, d).numpy()
+    for strategy in _strategies(plan):
+        _, y = _run(plan, kern, d, (h, w), x, strategy=strategy)
+        err = np.abs(y - ref).max() / np.abs(ref).max()
+        assert err <= TOL["matmul"], f"{strategy}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("case", [CASES_2D[0], CASES_2D[3], CASES_1D[0], CASES_1D[4]],
+                         ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}")
+@pytest.mark.parametrize("body", ["matmul", "dft"])
+def test_float16_input(case, body):
+    mode, c, h, w, k = case
+    plan, kern, d = _case(*case)
+    x = torch.randn(1, c, h, w, dtype=torch.float64).half().double()  # exactly representable
+    ref = _reference(mode, x, kern, d).numpy()
+    _, y = _run(plan, kern, d, (h, w), x, body=body, fp16=True)
+    assert y.dtype == np.float16
+    err = np.abs(y.astype(np.float64) - ref).max() / np.abs(ref).max()
+    assert err <= 2e-3
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_dynamic_batch(batch):
+    plan, kern, d = _case(*CASES_2D[3])
+    x = torch.randn(batch, 2, 12, 12, dtype=torch.float64)
+    _, y = _run(plan, kern, d, (12, 12), x)
+    assert y.shape == (batch, 2, 12, 12)
+    np.testing.assert_allclose(y, _reference(MODE_2D, x, kern, d).numpy(), atol=1e-5, rtol=0)
+
+
+def test_node_and_function_shape():
+    plan, kern, d = _case(*CASES_2D[0])
+    model = fftconv_onnx.standalone_model(plan, filter_spectrum(kern, plan).float().numpy(), d.float().numpy())
+    (node,) = model.graph.node
+    assert (node.op_type, node.domain) == (ONNX_OP_TYPE, ONNX_OP_DOMAIN)
+    assert list(node.input) == ["X", "Kf", "D"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode()
+    assert attrs["plugin_version"] == PLUGIN_VERSION.encode()
+    assert attrs["mode"] == b"2d" and attrs["kernel_size"] == [13, 13] and attrs["fft_size"] == [14, 14]
+    assert attrs["spatial_size"] == [7, 7]
+    (fn,) = model.functions
+    assert (fn.domain, fn.name, fn.overload) == (ONNX_OP_DOMAIN, ONNX_OP_TYPE, node.overload)
+    assert list(fn.input) == ["X", "Kf", "D"] and list(fn.output) == ["Y"]
+    assert model.ir_version >= 10
+
+
+def test_without_function_ort_refuses():
+    plan, kern, d = _case(*CASES_2D[0])
+    model = fftconv_onnx.standalone_model(plan, filter_spectrum(kern, plan).float().numpy(), d.float().numpy())
+    del model.functions[:]
+    with pytest.raises(Exception, match="FFTConv"):
+        _session(model)
+
+
+def test_schema_registered_and_torch_export_keeps_one_node():
+    from hyena_serve.ops import fft_conv
+
+    fftconv_onnx.register_schema()
+    fftconv_onnx.register_schema()  # idempotent
+    assert onnx.defs.get_schema(ONNX_OP_TYPE, 1, ONNX_OP_DOMAIN).name == ONNX_OP_TYPE
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p2, self.p1 = plan_fft(MODE_2D, 6, 6, 11), plan_fft(MODE_1D_BIDIR, 6, 6, 71)
+            self.register_buffer("kf2", filter_spectrum(torch.randn(3, 11, 11), self.p2))
+            self.register_buffer("kf1", filter_spectrum(torch.randn(3, 71), self.p1))
+            self.register_buffer("d", torch.randn(3))
+
+        def forward(self, x):
+            y = fft_conv(x, self.kf2, self.d, MODE_2D, list(self.p2.kernel), list(self.p2.fft))
+            return fft_conv(y, self.kf1, self.d, MODE_1D_BIDIR, list(self.p1.kernel), list(self.p1.fft))
+
+    toy = Toy().eval()
+    x = torch.randn(2, 3, 6, 6)
+    prog = torch.onnx.export(toy, (x,), dynamo=True, verbose=False,
+                             custom_translation_table=fftconv_onnx.translation_table(),
+                             dynamic_shapes=({0: torch.export.Dim("batch")},))
+    model = prog.model_proto
+    nodes = fftconv_onnx.fftconv_nodes(model)
+    assert len(nodes) == 2
+    done = fftconv_onnx.attach_functions(model, "matmul")
+    assert len(done) == 2 and len(model.functions) == 2
+    onnx.checker.check_model(model, full_check=True)
+    sess = _session(model)
+    with torch.no_grad():
+        ref = toy(x).numpy()
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(y, ref, atol=1e-5 * np.abs(ref).max(), rtol=0)
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
