@@ -134,6 +134,15 @@ class Gateway:
                 pass
         await self.backend.close()
 
+    async def wait_started(self, timeout: float | None = None) -> None:
+        """Wait until the backend has started; raises RuntimeError if it failed."""
+        if self._start_task is None:
+            raise RuntimeError("Gateway.open() was not called")
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._start_task)
+        if self.start_error is not None:
+            raise RuntimeError(f"the {self.info.backend} backend failed to start: {self.start_error}")
+
     async def readiness(self) -> tuple[bool, str]:
         if self.start_error is not None:
             return False, f"backend failed to start: {self.start_error}"
