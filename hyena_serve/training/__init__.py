@@ -1,0 +1,2 @@
+"""Training pieces behind ``python -m hyena_serve.train``: data, optimiser and schedule,
+distributed setup, checkpoints and the epoch loop."""
