@@ -171,11 +171,13 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
     train_split, val_split = load_digits_splits(args.img_size, args.val_fraction, args.seed, args.subset)
     steps = steps_per_epoch(len(train_split), args.batch_size, ctx)
     optimizer = build_optimizer(model, args.lr, args.weight_decay)
-    scheduler = build_scheduler(optimizer, round(args.warmup_epochs * steps), args.epochs * steps, args.min_lr)
+    total_steps = args.epochs * steps
+    warmup_steps = min(round(args.warmup_epochs * steps), total_steps)
+    scheduler = build_scheduler(optimizer, warmup_steps, total_steps, args.min_lr)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
 
-    start_epoch, best_acc, best_epoch = 0, -1.0, 0
+    start_epoch, best_acc, best_epoch, history = 0, -1.0, 0, []
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -183,6 +185,7 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
         if state.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(state["scaler"])
         start_epoch, best_acc, best_epoch = state["epoch"], state["best_val_acc"], state["best_epoch"]
+        history = list(state.get("history", []))
         rngs = state["rng"]
         if len(rngs) == ctx.world_size:
             ckpt.set_rng_state(rngs[ctx.rank])
@@ -218,6 +221,9 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
         improved = val.acc > best_acc
         if improved:
             best_acc, best_epoch = val.acc, epoch + 1
+        history.append({"epoch": epoch + 1, "train_loss": tr.loss, "train_acc": tr.acc,
+                        "val_loss": val.loss, "val_acc": val.acc,
+                        "lr": optimizer.param_groups[0]["lr"], "time_s": time.perf_counter() - t0})
         rngs = ckpt.gather_rng_states(ctx)
         if ctx.is_main:
             weights_meta = {**meta, "epoch": epoch + 1, "val_acc": val.acc}
@@ -227,7 +233,8 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
             ckpt.save_training_state(out / ckpt.LAST, model=model, optimizer=optimizer,
                                      scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
                                      best_val_acc=best_acc, best_epoch=best_epoch, rng_states=rngs,
-                                     args=vars(args), extra={"model_config": meta})
+                                     args=vars(args),
+                                     extra={"model_config": meta, "history": history})
         _log(ctx, f"epoch {epoch + 1:3d}/{args.epochs} | train loss {tr.loss:.4f} acc {tr.acc:.4f} | "
                   f"val loss {val.loss:.4f} acc {val.acc:.4f}{' *' if improved else ''} | "
                   f"lr {optimizer.param_groups[0]['lr']:.2e} | {time.perf_counter() - t0:.1f}s")
