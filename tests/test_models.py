@@ -157,3 +157,17 @@ def test_drop_path_rate():
     model = create_model("hpx_former_s4", dims=(32, 64, 96, 128), img_size=32, drop_path_rate=0.3)
     rates = [s[0].drop_path1.drop_prob if hasattr(s[0].drop_path1, "drop_prob") else 0.0 for s in model.stages]
     assert rates == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hpx_former_s18", "hb_former_s18"])
+def test_released_size_at_224(name):
+    from hyena_serve.models.frozen import freeze_filters
+
+    model = create_model(name).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        y = model(x)
+        freeze_filters(model, 224)
+        torch.testing.assert_close(model(x), y, rtol=1e-5, atol=1e-5)
+    assert y.shape == (1, 1000) and torch.isfinite(y).all()
