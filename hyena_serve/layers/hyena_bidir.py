@@ -1,7 +1,7 @@
 """Bidirectional Hyena (Hb) token mixer: Hyena over the raster-flattened feature map with a
 centred (non-causal) 1D implicit filter.
 
-Spalek et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305);
+Spravil et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305);
 Poli et al., "Hyena Hierarchy" (arXiv 2302.10866).
 """
 

@@ -1,6 +1,6 @@
 """HyenaPixel (Hpx) token mixer: Hyena with a 2D implicit filter and a 2D FFT convolution.
 
-Spalek et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305).
+Spravil et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """HyenaPixel-family MetaFormers: Hpx / Hb / SepConv / attention token mixers in the
 MetaFormer backbone.
 
-Spalek et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305);
+Spravil et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305);
 Yu et al., "MetaFormer Baselines for Vision" (arXiv 2210.13452).
 
 The module tree follows the published checkpoints (sail-sg MetaFormer layout), so their
