@@ -1,6 +1,6 @@
 """Default backend: ONNX Runtime in-process, fed by the micro-batcher.
 
-The ONNX file for a model spec lives in the artifacts dir under a name that identifies
+The ONNX file for a model spec lives in ``<artifacts>/onnx/`` under a name that identifies
 the weights (model, resolution, checkpoint fingerprint or random seed, extra kwargs). If
 it is missing, the first start exports it with :func:`hyena_serve.exporting.export_onnx`
 (minutes for the full-size model on a CPU) into a temporary folder and moves it in place
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def artifact_name(spec: ModelSpec) -> str:
-    """File name of the exported ONNX model for ``spec`` (stable across runs)."""
+    """File name (under ``<artifacts>/onnx/``) of the exported model for ``spec``."""
     if spec.checkpoint is not None:
         path = Path(spec.checkpoint).resolve()
         stat = path.stat()
@@ -45,16 +45,17 @@ def artifact_name(spec: ModelSpec) -> str:
 
 
 def export_model(spec: ModelSpec, out: Path) -> Path:
-    """Export ``spec`` to ONNX at ``out`` from the same torch model the torch backend runs."""
-    from hyena_serve.exporting import export_onnx
+    """Export ``spec`` to ONNX at ``out`` from the same torch model the torch backend runs
+    (the exporter checks torch-vs-ONNX Runtime parity before it writes the file)."""
+    from hyena_serve.exporting.onnx_export import export_onnx
     from hyena_serve.runtime.torch_backend import build_torch_model
 
-    return Path(export_onnx(spec.name, spec.resolution, out, model=build_torch_model(spec)))
+    return Path(export_onnx(build_torch_model(spec), spec.resolution, out, check=True, progress=True))
 
 
 def ensure_onnx(spec: ModelSpec, artifacts_dir: str | Path, exporter: Callable[[ModelSpec, Path], Path] = export_model) -> Path:
     """The cached ONNX file for ``spec``, exported first if it is not there yet."""
-    artifacts = Path(artifacts_dir)
+    artifacts = Path(artifacts_dir) / "onnx"
     target = artifacts / artifact_name(spec)
     if target.is_file():
         log.info("embedded backend: using cached %s", target)

@@ -16,20 +16,26 @@ log = logging.getLogger(__name__)
 
 
 def build_torch_model(spec: ModelSpec):
-    """The eval-mode torch model ``spec`` describes (same weights for the same spec)."""
+    """The eval-mode torch model ``spec`` describes, filters frozen at its resolution.
+
+    Random weights come from ``spec.seed``, so every backend (and the exported ONNX) gets
+    the same ones. Without a checkpoint the long filters are sized for the resolution;
+    with one they keep the config's filter size (the checkpoint's shapes), as the
+    exporter does.
+    """
     import torch
 
-    from hyena_serve import models
+    from hyena_serve.models import create_model
+    from hyena_serve.models.frozen import freeze_filters
 
     kwargs = spec.model_kwargs()
-    kwargs.setdefault("img_size", spec.resolution)
+    if spec.checkpoint is None:
+        kwargs.setdefault("img_size", spec.resolution)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        model = models.create_model(spec.name, checkpoint_path=spec.checkpoint, **kwargs)
+        model = create_model(spec.name, checkpoint_path=spec.checkpoint, **kwargs)
     model.eval()
-    freeze = getattr(models, "freeze_filters", None)
-    if freeze is not None:
-        freeze(model, spec.resolution)
+    freeze_filters(model, spec.resolution)
     return model
 
 
