@@ -1,0 +1,727 @@
+// hyena::FFTConv TensorRT glue: see fftconv_plugin.h.
+#include "fftconv_plugin.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <string>
+
+using nvinfer1::DataType;
+using nvinfer1::ErrorCode;
+using nvinfer1::ILogger;
+using nvinfer1::PluginField;
+using nvinfer1::PluginFieldCollection;
+using nvinfer1::PluginFieldType;
+using nvinfer1::TensorFormat;
+
+namespace hyena
+{
+namespace fftconv
+{
+namespace
+{
+
+// ---- logging ------------------------------------------------------------------------------
+std::mutex gLoggerMutex;
+nvinfer1::ILoggerFinder* gLoggerFinder{nullptr};
+
+ILogger* pluginLogger() noexcept
+{
+    {
+        std::lock_guard<std::mutex> lock(gLoggerMutex);
+        if (gLoggerFinder != nullptr)
+        {
+            if (ILogger* l = gLoggerFinder->findLogger())
+            {
+                return l;
+            }
+        }
+    }
+    return ::getLogger(); // TensorRT's global logger (may be null)
+}
+
+void logMessage(ILogger::Severity sev, std::string const& msg) noexcept
+{
+    try
+    {
+        std::string const full = std::string("[hyena::FFTConv] ") + msg;
+        if (ILogger* l = pluginLogger())
+        {
+            l->log(sev, full.c_str());
+        }
+        else if (sev <= ILogger::Severity::kWARNING)
+        {
+            std::fprintf(stderr, "%s\n", full.c_str());
+        }
+    }
+    catch (...)
+    {
+    }
+}
+
+void reportTo(nvinfer1::IErrorRecorder* recorder, ErrorCode code, std::string const& msg) noexcept
+{
+    try
+    {
+        if (recorder != nullptr)
+        {
+            std::string const full = std::string("[hyena::FFTConv] ") + msg;
+            recorder->reportError(code, full.c_str());
+            return;
+        }
+    }
+    catch (...)
+    {
+    }
+    logMessage(ILogger::Severity::kERROR, msg);
+}
+
+ErrorCode toErrorCode(Status s) noexcept
+{
+    switch (s)
+    {
+    case Status::kOk: return ErrorCode::kSUCCESS;
+    case Status::kInvalidAttribute:
+    case Status::kInvalidShape: return ErrorCode::kINVALID_ARGUMENT;
+    case Status::kUnsupportedType: return ErrorCode::kUNSUPPORTED_STATE;
+    case Status::kCorruptBuffer: return ErrorCode::kINVALID_CONFIG;
+    case Status::kInternal: break;
+    }
+    return ErrorCode::kINTERNAL_ERROR;
+}
+
+// ---- conversions ----------------------------------------------------------------------------
+DType toDType(DataType t) noexcept
+{
+    switch (t)
+    {
+    case DataType::kFLOAT: return DType::kFloat32;
+    case DataType::kHALF: return DType::kFloat16;
+    default: return DType::kOther;
+    }
+}
+
+std::vector<int64_t> toVector(nvinfer1::Dims const& d)
+{
+    std::vector<int64_t> v;
+    for (int32_t i = 0; i < d.nbDims; ++i)
+    {
+        v.push_back(static_cast<int64_t>(d.d[i]));
+    }
+    return v;
+}
+
+TensorInfo toInfo(nvinfer1::Dims const& dims, DataType type)
+{
+    return TensorInfo{toVector(dims), toDType(type)};
+}
+
+std::string kernelMessage(KernelResult const& r)
+{
+    return std::string(kernelStatusName(r.status)) + " " + std::to_string(r.detail) + " in " + r.where;
+}
+
+// Pre-C++20 stand-in for try/catch around every entry point.
+template <typename F, typename R>
+R guarded(nvinfer1::IErrorRecorder* recorder, char const* where, R onError, F&& f) noexcept
+{
+    try
+    {
+        return f();
+    }
+    catch (std::bad_alloc const&)
+    {
+        reportTo(recorder, ErrorCode::kFAILED_ALLOCATION, std::string(where) + ": out of memory");
+    }
+    catch (std::exception const& e)
+    {
+        reportTo(recorder, ErrorCode::kINTERNAL_ERROR, std::string(where) + ": " + e.what());
+    }
+    catch (...)
+    {
+        reportTo(recorder, ErrorCode::kINTERNAL_ERROR, std::string(where) + ": unknown exception");
+    }
+    return onError;
+}
+
+} // namespace
+
+// ---- fields -> core -----------------------------------------------------------------------------
+Result fieldsToAttrMap(PluginFieldCollection const* fc, AttrMap& out)
+{
+    out.clear();
+    if (fc == nullptr)
+    {
+        return Result::error(Status::kInvalidAttribute, "null PluginFieldCollection");
+    }
+    if (fc->nbFields < 0 || (fc->nbFields > 0 && fc->fields == nullptr))
+    {
+        return Result::error(Status::kInvalidAttribute, "malformed PluginFieldCollection");
+    }
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        PluginField const& f = fc->fields[i];
+        if (f.name == nullptr)
+        {
+            continue;
+        }
+        std::string const name(f.name);
+        if (f.length < 0 || (f.length > 0 && f.data == nullptr))
+        {
+            return Result::error(Status::kInvalidAttribute, "field '" + name + "' has no data");
+        }
+        size_t const n = static_cast<size_t>(f.length);
+        if (name == kFieldState)
+        {
+            if (f.type != PluginFieldType::kINT8 && f.type != PluginFieldType::kUNKNOWN)
+            {
+                return Result::error(Status::kInvalidAttribute, "field '" + name + "' must be bytes (kINT8)");
+            }
+            auto const* p = static_cast<uint8_t const*>(f.data);
+            out[name] = AttrValue::makeBytes(std::vector<uint8_t>(p, p + n));
+            continue;
+        }
+        switch (f.type)
+        {
+        case PluginFieldType::kCHAR:
+        {
+            // The ONNX parser passes the string with its NUL (length = size + 1); stop at the first NUL.
+            auto const* p = static_cast<char const*>(f.data);
+            size_t len = 0;
+            while (len < n && p[len] != '\0')
+            {
+                ++len;
+            }
+            out[name] = AttrValue::makeString(std::string(p, len));
+            break;
+        }
+        case PluginFieldType::kINT32:
+        {
+            auto const* p = static_cast<int32_t const*>(f.data);
+            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
+            break;
+        }
+        case PluginFieldType::kINT64:
+        {
+            auto const* p = static_cast<int64_t const*>(f.data);
+            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
+            break;
+        }
+        case PluginFieldType::kINT16:
+        {
+            auto const* p = static_cast<int16_t const*>(f.data);
+            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
+            break;
+        }
+        case PluginFieldType::kINT8:
+        {
+            auto const* p = static_cast<int8_t const*>(f.data);
+            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
+            break;
+        }
+        default:
+            // Fields this op does not know (of any type) are ignored by the core; ours must
+            // be one of the types above, which parseAttributes then checks by kind.
+            if (name == kFieldMode || name == kFieldKernelSize || name == kFieldFftSize)
+            {
+                return Result::error(Status::kInvalidAttribute,
+                    "field '" + name + "' has unsupported type " + std::to_string(static_cast<int32_t>(f.type)));
+            }
+            break;
+        }
+    }
+    return Result::success();
+}
+
+// ---- FFTConvPlugin ---------------------------------------------------------------------------------
+FFTConvPlugin::FFTConvPlugin(Attributes attrs, std::string layerName)
+    : mAttrs(std::move(attrs))
+    , mLayerName(std::move(layerName))
+{
+}
+
+FFTConvPlugin::~FFTConvPlugin() noexcept
+{
+    destroyPlans(mPlans);
+}
+
+void FFTConvPlugin::report(ErrorCode code, std::string const& msg) const noexcept
+{
+    try
+    {
+        reportTo(mRecorder, code, (mLayerName.empty() ? std::string() : "layer '" + mLayerName + "': ") + msg);
+    }
+    catch (...)
+    {
+    }
+}
+
+int32_t FFTConvPlugin::fail(Result const& r) const noexcept
+{
+    report(toErrorCode(r.status), r.message);
+    return -1;
+}
+
+nvinfer1::IPluginCapability* FFTConvPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept
+{
+    switch (type)
+    {
+    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+    }
+    return nullptr;
+}
+
+nvinfer1::IPluginV3* FFTConvPlugin::clone() noexcept
+{
+    return guarded(mRecorder, "clone", static_cast<nvinfer1::IPluginV3*>(nullptr), [&]() -> nvinfer1::IPluginV3* {
+        auto* p = new FFTConvPlugin(mAttrs, mLayerName);
+        p->mRecorder = mRecorder;
+        // Geometry and cuFFT plans are per instance: the clone makes its own in
+        // onShapeChange (TensorRT calls it before the first enqueue of every context).
+        return p;
+    });
+}
+
+char const* FFTConvPlugin::getPluginName() const noexcept
+{
+    return kPluginName;
+}
+
+char const* FFTConvPlugin::getPluginVersion() const noexcept
+{
+    return kPluginVersion;
+}
+
+char const* FFTConvPlugin::getPluginNamespace() const noexcept
+{
+    return kPluginNamespace;
+}
+
+int32_t FFTConvPlugin::getNbOutputs() const noexcept
+{
+    return kNbOutputs;
+}
+
+int32_t FFTConvPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+    nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
+{
+    return guarded(mRecorder, "configurePlugin", int32_t{-1}, [&]() -> int32_t {
+        if (in == nullptr || out == nullptr || nbInputs != kNbInputs || nbOutputs != kNbOutputs)
+        {
+            return fail(Result::error(Status::kInvalidShape, "expects 3 inputs (X, Kf, D) and 1 output"));
+        }
+        // Shapes with -1 for dynamic dims, then the largest shapes of the profile.
+        TensorInfo const kf = toInfo(in[kInputKf].desc.dims, in[kInputKf].desc.type);
+        TensorInfo const d = toInfo(in[kInputD].desc.dims, in[kInputD].desc.type);
+        Result r = checkInputs(mAttrs, toInfo(in[kInputX].desc.dims, in[kInputX].desc.type), kf, d);
+        if (r.ok())
+        {
+            r = checkInputs(mAttrs, toInfo(in[kInputX].max, in[kInputX].desc.type), kf, d);
+        }
+        if (r.ok() && out[0].desc.type != in[kInputX].desc.type)
+        {
+            r = Result::error(Status::kUnsupportedType, "Y must have X's dtype");
+        }
+        return r.ok() ? 0 : fail(r);
+    });
+}
+
+int32_t FFTConvPlugin::getOutputDataTypes(
+    DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
+{
+    return guarded(mRecorder, "getOutputDataTypes", int32_t{-1}, [&]() -> int32_t {
+        if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != kNbOutputs || nbInputs != kNbInputs)
+        {
+            return fail(Result::error(Status::kInvalidShape, "expects 3 inputs (X, Kf, D) and 1 output"));
+        }
+        DataType const xt = inputTypes[kInputX];
+        if (xt != DataType::kFLOAT && xt != DataType::kHALF)
+        {
+            return fail(Result::error(Status::kUnsupportedType, "X must be float32 or float16"));
+        }
+        outputTypes[0] = xt;
+        return 0;
+    });
+}
+
+int32_t FFTConvPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
+    nvinfer1::DimsExprs const* /*shapeInputs*/, int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs,
+    int32_t nbOutputs, nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept
+{
+    return guarded(mRecorder, "getOutputShapes", int32_t{-1}, [&]() -> int32_t {
+        if (inputs == nullptr || outputs == nullptr || nbInputs != kNbInputs || nbOutputs != kNbOutputs
+            || nbShapeInputs != 0)
+        {
+            return fail(Result::error(Status::kInvalidShape, "expects 3 inputs (X, Kf, D), no shape inputs, 1 output"));
+        }
+        // Validate whatever is already known at network-definition time (-1 = not yet).
+        auto known = [](nvinfer1::DimsExprs const& e) {
+            std::vector<int64_t> v;
+            for (int32_t i = 0; i < e.nbDims; ++i)
+            {
+                v.push_back(e.d[i] != nullptr && e.d[i]->isConstant() ? e.d[i]->getConstantValue() : -1);
+            }
+            return v;
+        };
+        std::vector<int64_t> yDims;
+        Result r = outputShape(known(inputs[kInputX]), yDims);
+        if (r.ok())
+        {
+            r = checkInputs(mAttrs, TensorInfo{known(inputs[kInputX]), DType::kFloat32},
+                TensorInfo{known(inputs[kInputKf]), DType::kFloat32}, TensorInfo{known(inputs[kInputD]), DType::kFloat32});
+        }
+        if (!r.ok())
+        {
+            return fail(r);
+        }
+        outputs[0] = inputs[kInputX]; // Y has X's shape
+        return 0;
+    });
+}
+
+bool FFTConvPlugin::supportsFormatCombination(
+    int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
+{
+    if (inOut == nullptr || nbInputs != kNbInputs || nbOutputs != kNbOutputs || pos < 0
+        || pos >= nbInputs + nbOutputs)
+    {
+        return false;
+    }
+    nvinfer1::PluginTensorDesc const& d = inOut[pos].desc;
+    if (d.format != TensorFormat::kLINEAR)
+    {
+        return false;
+    }
+    switch (pos)
+    {
+    case kInputX: return d.type == DataType::kFLOAT || d.type == DataType::kHALF;
+    case kInputKf:
+    case kInputD: return d.type == DataType::kFLOAT;
+    default: return d.type == inOut[kInputX].desc.type; // Y
+    }
+}
+
+size_t FFTConvPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+    nvinfer1::DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept
+{
+    return guarded(mRecorder, "getWorkspaceSize", size_t{0}, [&]() -> size_t {
+        if (inputs == nullptr || nbInputs != kNbInputs || inputs[kInputX].max.nbDims != 4)
+        {
+            report(ErrorCode::kINVALID_ARGUMENT, "getWorkspaceSize: expects X of rank 4");
+            return 0;
+        }
+        int64_t const xMax[4] = {inputs[kInputX].max.d[0], inputs[kInputX].max.d[1], inputs[kInputX].max.d[2],
+            inputs[kInputX].max.d[3]};
+        Geometry g{};
+        Result const r = planGeometry(mAttrs, xMax, g);
+        if (!r.ok())
+        {
+            fail(r);
+            return 0;
+        }
+        return workspaceLayout(g).totalBytes;
+    });
+}
+
+int32_t FFTConvPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
+    nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept
+{
+    return guarded(mRecorder, "onShapeChange", int32_t{-1}, [&]() -> int32_t {
+        mGeomValid = false;
+        if (in == nullptr || out == nullptr || nbInputs != kNbInputs || nbOutputs != kNbOutputs)
+        {
+            return fail(Result::error(Status::kInvalidShape, "expects 3 inputs (X, Kf, D) and 1 output"));
+        }
+        TensorInfo const x = toInfo(in[kInputX].dims, in[kInputX].type);
+        Result r = checkInputs(mAttrs, x, toInfo(in[kInputKf].dims, in[kInputKf].type),
+            toInfo(in[kInputD].dims, in[kInputD].type));
+        if (!r.ok())
+        {
+            return fail(r);
+        }
+        if (out[0].type != in[kInputX].type || toVector(out[0].dims) != x.dims)
+        {
+            return fail(Result::error(Status::kInvalidShape, "Y must have X's shape and dtype"));
+        }
+        Geometry g{};
+        r = planGeometry(mAttrs, x.dims.data(), g);
+        if (!r.ok())
+        {
+            return fail(r);
+        }
+        // cuFFT plans are made here (they allocate), never in enqueue.
+        KernelResult const k = ensurePlans(g, mPlans);
+        if (!k.ok())
+        {
+            report(ErrorCode::kFAILED_INITIALIZATION, "cuFFT plan creation failed: " + kernelMessage(k));
+            return -1;
+        }
+        mGeom = g;
+        mIo = in[kInputX].type == DataType::kHALF ? IoType::kFloat16 : IoType::kFloat32;
+        mGeomValid = true;
+        return 0;
+    });
+}
+
+int32_t FFTConvPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
+    nvinfer1::PluginTensorDesc const* /*outputDesc*/, void const* const* inputs, void* const* outputs, void* workspace,
+    cudaStream_t stream) noexcept
+{
+    return guarded(mRecorder, "enqueue", int32_t{-1}, [&]() -> int32_t {
+        if (!mGeomValid)
+        {
+            report(ErrorCode::kINVALID_STATE, "enqueue before a successful onShapeChange");
+            return -1;
+        }
+        if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
+        {
+            report(ErrorCode::kINVALID_ARGUMENT, "enqueue: null descriptors or buffers");
+            return -1;
+        }
+        nvinfer1::Dims const& xd = inputDesc[kInputX].dims;
+        if (xd.nbDims != 4 || xd.d[0] != mGeom.batch || xd.d[1] != mGeom.channels)
+        {
+            report(ErrorCode::kINVALID_STATE, "enqueue: X shape differs from the last onShapeChange");
+            return -1;
+        }
+        LaunchArgs a;
+        a.geom = mGeom;
+        a.io = mIo;
+        a.x = inputs[kInputX];
+        a.kf = static_cast<float const*>(inputs[kInputKf]);
+        a.d = static_cast<float const*>(inputs[kInputD]);
+        a.y = outputs[0];
+        a.workspace = workspace;
+        // TensorRT provides what getWorkspaceSize asked for the profile's largest shapes.
+        a.workspaceBytes = workspaceLayout(mGeom).totalBytes;
+        KernelResult const k = run(a, mPlans, stream);
+        if (!k.ok())
+        {
+            report(ErrorCode::kFAILED_EXECUTION, "enqueue failed: " + kernelMessage(k));
+            return -1;
+        }
+        return 0;
+    });
+}
+
+nvinfer1::IPluginV3* FFTConvPlugin::attachToContext(nvinfer1::IPluginResourceContext* context) noexcept
+{
+    return guarded(mRecorder, "attachToContext", static_cast<nvinfer1::IPluginV3*>(nullptr),
+        [&]() -> nvinfer1::IPluginV3* {
+            auto* p = static_cast<FFTConvPlugin*>(clone());
+            if (p != nullptr && context != nullptr)
+            {
+                p->mRecorder = context->getErrorRecorder();
+            }
+            return p;
+        });
+}
+
+PluginFieldCollection const* FFTConvPlugin::getFieldsToSerialize() noexcept
+{
+    return guarded(mRecorder, "getFieldsToSerialize", static_cast<PluginFieldCollection const*>(nullptr),
+        [&]() -> PluginFieldCollection const* {
+            mModeStr = modeName(mAttrs.mode);
+            mState = serializeAttributes(mAttrs);
+            mFields.clear();
+            // Plain contract fields (readable by tools), then the versioned, checksummed
+            // state that createPlugin(kRUNTIME) prefers.
+            mFields.emplace_back(kFieldMode, mModeStr.c_str(), PluginFieldType::kCHAR,
+                static_cast<int32_t>(mModeStr.size() + 1));
+            mFields.emplace_back(kFieldKernelSize, mAttrs.kernelSize.data(), PluginFieldType::kINT32,
+                static_cast<int32_t>(mAttrs.kernelSize.size()));
+            mFields.emplace_back(kFieldFftSize, mAttrs.fftSize.data(), PluginFieldType::kINT32,
+                static_cast<int32_t>(mAttrs.fftSize.size()));
+            mFields.emplace_back(
+                kFieldState, mState.data(), PluginFieldType::kINT8, static_cast<int32_t>(mState.size()));
+            mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+            mFieldCollection.fields = mFields.data();
+            return &mFieldCollection;
+        });
+}
+
+// ---- FFTConvPluginCreator ----------------------------------------------------------------------------
+FFTConvPluginCreator::FFTConvPluginCreator()
+{
+    // The fields the ONNX parser looks up on the node (plugin_namespace/plugin_version are
+    // read by the parser itself). The state blob is only written by getFieldsToSerialize.
+    mFieldNames.emplace_back(kFieldMode, nullptr, PluginFieldType::kCHAR, 0);
+    mFieldNames.emplace_back(kFieldKernelSize, nullptr, PluginFieldType::kINT32, 0);
+    mFieldNames.emplace_back(kFieldFftSize, nullptr, PluginFieldType::kINT32, 0);
+    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
+    mFieldCollection.fields = mFieldNames.data();
+}
+
+char const* FFTConvPluginCreator::getPluginName() const noexcept
+{
+    return kPluginName;
+}
+
+char const* FFTConvPluginCreator::getPluginVersion() const noexcept
+{
+    return kPluginVersion;
+}
+
+char const* FFTConvPluginCreator::getPluginNamespace() const noexcept
+{
+    return kPluginNamespace;
+}
+
+PluginFieldCollection const* FFTConvPluginCreator::getFieldNames() noexcept
+{
+    return &mFieldCollection;
+}
+
+nvinfer1::IPluginV3* FFTConvPluginCreator::createPlugin(
+    char const* name, PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept
+{
+    return guarded(nullptr, "createPlugin", static_cast<nvinfer1::IPluginV3*>(nullptr), [&]() -> nvinfer1::IPluginV3* {
+        std::string const layer = name != nullptr ? name : "";
+        AttrMap fields;
+        Result r = fieldsToAttrMap(fc, fields);
+        if (r.ok() && phase == nvinfer1::TensorRTPhase::kRUNTIME && fields.count(kFieldState) == 0)
+        {
+            logMessage(ILogger::Severity::kWARNING,
+                "layer '" + layer + "': engine has no serialized state field; using the plain fields");
+        }
+        Attributes attrs;
+        if (r.ok())
+        {
+            r = parseAttributes(fields, attrs);
+        }
+        if (!r.ok())
+        {
+            reportTo(nullptr, toErrorCode(r.status), "createPlugin('" + layer + "'): " + r.message);
+            return nullptr;
+        }
+        return new FFTConvPlugin(std::move(attrs), layer);
+    });
+}
+
+} // namespace fftconv
+} // namespace hyena
+
+// ---- registration ------------------------------------------------------------------------------------------
+//
+// Two ways in, one creator object:
+//  1. dlopen (Triton's TensorRT backend, LD_PRELOAD, ctypes.CDLL): the static registrar
+//     below registers the creator with the global registry under namespace "hyena".
+//  2. IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, setPluginsToSerialize):
+//     TensorRT dlopens the library -- which runs (1) first -- then calls getCreators() and
+//     registers every creator returned; per NvInferRuntimeCommon.h, loadLibrary "will fail
+//     and return nullptr if any of the plugins are already registered". So getCreators()
+//     deregisters the creator that (1) registered and hands it over: afterwards exactly one
+//     registration exists, owned by loadLibrary (deregisterLibrary removes it cleanly).
+//     getCreators() is meant for loadLibrary only: a caller that merely lists creators
+//     must register them itself.
+//  HYENA_FFTCONV_NO_STATIC_REGISTRATION=1 skips (1), for hosts that only use loadLibrary.
+//  On unload (dlclose or exit) the registrar deregisters what it registered, so the
+//  registry never keeps a pointer into an unloaded library.
+namespace
+{
+
+hyena::fftconv::FFTConvPluginCreator& creatorInstance()
+{
+    static hyena::fftconv::FFTConvPluginCreator creator;
+    return creator;
+}
+
+std::atomic<bool> gStaticallyRegistered{false};
+
+bool staticRegistrationDisabled() noexcept
+{
+    char const* v = std::getenv("HYENA_FFTCONV_NO_STATIC_REGISTRATION");
+    return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+}
+
+struct StaticRegistrar
+{
+    StaticRegistrar() noexcept
+    {
+        try
+        {
+            if (staticRegistrationDisabled())
+            {
+                return;
+            }
+            nvinfer1::IPluginRegistry* registry = getPluginRegistry();
+            if (registry == nullptr)
+            {
+                hyena::fftconv::logMessage(nvinfer1::ILogger::Severity::kERROR, "no TensorRT plugin registry");
+                return;
+            }
+            if (registry->registerCreator(creatorInstance(), hyena::fftconv::kPluginNamespace))
+            {
+                gStaticallyRegistered.store(true);
+                hyena::fftconv::logMessage(
+                    nvinfer1::ILogger::Severity::kVERBOSE, "registered creator hyena::FFTConv version 1");
+            }
+            else
+            {
+                hyena::fftconv::logMessage(nvinfer1::ILogger::Severity::kWARNING,
+                    "could not register creator hyena::FFTConv version 1 (already registered?)");
+            }
+        }
+        catch (...)
+        {
+        }
+    }
+
+    ~StaticRegistrar()
+    {
+        try
+        {
+            if (gStaticallyRegistered.exchange(false))
+            {
+                if (nvinfer1::IPluginRegistry* registry = getPluginRegistry())
+                {
+                    registry->deregisterCreator(creatorInstance());
+                }
+            }
+        }
+        catch (...)
+        {
+        }
+    }
+};
+
+StaticRegistrar gStaticRegistrar;
+
+} // namespace
+
+extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
+{
+    try
+    {
+        if (gStaticallyRegistered.exchange(false))
+        {
+            if (nvinfer1::IPluginRegistry* registry = getPluginRegistry())
+            {
+                registry->deregisterCreator(creatorInstance());
+            }
+        }
+        static nvinfer1::IPluginCreatorInterface* const kCreators[] = {&creatorInstance()};
+        nbCreators = 1;
+        return kCreators;
+    }
+    catch (...)
+    {
+        nbCreators = 0;
+        return nullptr;
+    }
+}
+
+extern "C" void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
+{
+    std::lock_guard<std::mutex> lock(hyena::fftconv::gLoggerMutex);
+    if (finder != nullptr)
+    {
+        hyena::fftconv::gLoggerFinder = finder;
+    }
+}

@@ -1,0 +1,591 @@
+// Tests of the FFTConv CPU core (no TensorRT, no CUDA). Plain C++17, own check macro.
+//
+// Besides planning, validation, workspace sizes and serialisation, it emulates the CUDA
+// pipeline on the CPU with the same element-index helpers the kernels use (pad -> DFT ->
+// multiply by Kf with the 1/N scale -> inverse DFT -> crop + D*x) and compares it with a
+// direct convolution from the op's definition, for both modes.
+#include "fftconv_core.h"
+
+#include <cmath>
+#include <complex>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace
+{
+int gFailures = 0;
+int gChecks = 0;
+
+#define CHECK(cond)                                                                                                    \
+    do                                                                                                                 \
+    {                                                                                                                  \
+        ++gChecks;                                                                                                     \
+        if (!(cond))                                                                                                   \
+        {                                                                                                              \
+            ++gFailures;                                                                                               \
+            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                             \
+        }                                                                                                              \
+    } while (0)
+
+#define CHECK_STATUS(expr, want)                                                                                       \
+    do                                                                                                                 \
+    {                                                                                                                  \
+        ++gChecks;                                                                                                     \
+        hyena::fftconv::Result const r_ = (expr);                                                                      \
+        if (r_.status != (want))                                                                                       \
+        {                                                                                                              \
+            ++gFailures;                                                                                               \
+            std::fprintf(stderr, "%s:%d: %s -> '%s' (%s), expected '%s'\n", __FILE__, __LINE__, #expr,                 \
+                hyena::fftconv::statusName(r_.status), r_.message.c_str(), hyena::fftconv::statusName(want));          \
+        }                                                                                                              \
+    } while (0)
+
+using namespace hyena::fftconv;
+using cd = std::complex<double>;
+
+Attributes attrs2d(int kh, int kw, int nh, int nw)
+{
+    Attributes a;
+    a.mode = Mode::k2D;
+    a.kernelSize = {kh, kw};
+    a.fftSize = {nh, nw};
+    return a;
+}
+
+Attributes attrs1d(int k, int n)
+{
+    Attributes a;
+    a.mode = Mode::k1DBidir;
+    a.kernelSize = {k};
+    a.fftSize = {n};
+    return a;
+}
+
+int64_t fftSizeRule(int64_t n, int64_t k)
+{
+    return std::max(2 * n, k); // contract.fft_size
+}
+
+void testModeAndAttributes()
+{
+    Mode m{};
+    CHECK_STATUS(parseMode("2d", m), Status::kOk);
+    CHECK(m == Mode::k2D);
+    CHECK_STATUS(parseMode("1d_bidir", m), Status::kOk);
+    CHECK(m == Mode::k1DBidir);
+    CHECK_STATUS(parseMode("2D", m), Status::kInvalidAttribute);
+    CHECK_STATUS(parseMode("", m), Status::kInvalidAttribute);
+    CHECK(std::string(modeName(Mode::k2D)) == "2d");
+    CHECK(std::string(modeName(Mode::k1DBidir)) == "1d_bidir");
+
+    CHECK_STATUS(validateAttributes(attrs2d(111, 111, 112, 112)), Status::kOk);
+    CHECK_STATUS(validateAttributes(attrs1d(6271, 6272)), Status::kOk);
+    CHECK_STATUS(validateAttributes(attrs2d(0, 3, 8, 8)), Status::kInvalidAttribute);    // k < 1
+    CHECK_STATUS(validateAttributes(attrs2d(9, 9, 8, 16)), Status::kInvalidAttribute);   // fft < k
+    CHECK_STATUS(validateAttributes(attrs2d(3, 3, 1, 8)), Status::kInvalidAttribute);    // fft < 2
+    CHECK_STATUS(validateAttributes(attrs2d(3, 3, 1 << 25, 8)), Status::kInvalidAttribute); // too long
+    CHECK_STATUS(validateAttributes(attrs2d(3, 3, 1 << 16, 1 << 16)), Status::kInvalidAttribute); // volume > int32
+    Attributes bad = attrs2d(3, 3, 8, 8);
+    bad.kernelSize = {3};
+    CHECK_STATUS(validateAttributes(bad), Status::kInvalidAttribute); // rank mismatch
+    bad = attrs1d(3, 8);
+    bad.fftSize = {8, 8};
+    CHECK_STATUS(validateAttributes(bad), Status::kInvalidAttribute);
+
+    // From named fields, as the ONNX parser hands them over.
+    AttrMap f;
+    f[kFieldMode] = AttrValue::makeString("2d");
+    f[kFieldKernelSize] = AttrValue::makeInts({13, 13});
+    f[kFieldFftSize] = AttrValue::makeInts({14, 14});
+    f["plugin_namespace"] = AttrValue::makeString("hyena"); // ignored
+    Attributes a;
+    CHECK_STATUS(parseAttributes(f, a), Status::kOk);
+    CHECK(a == attrs2d(13, 13, 14, 14));
+
+    AttrMap missing = f;
+    missing.erase(kFieldFftSize);
+    CHECK_STATUS(parseAttributes(missing, a), Status::kInvalidAttribute);
+    AttrMap wrongKind = f;
+    wrongKind[kFieldMode] = AttrValue::makeInts({2});
+    CHECK_STATUS(parseAttributes(wrongKind, a), Status::kInvalidAttribute);
+    AttrMap wrongKind2 = f;
+    wrongKind2[kFieldKernelSize] = AttrValue::makeString("13");
+    CHECK_STATUS(parseAttributes(wrongKind2, a), Status::kInvalidAttribute);
+    AttrMap overflow = f;
+    overflow[kFieldFftSize] = AttrValue::makeInts({int64_t{1} << 40, 14});
+    CHECK_STATUS(parseAttributes(overflow, a), Status::kInvalidAttribute);
+    AttrMap badMode = f;
+    badMode[kFieldMode] = AttrValue::makeString("3d");
+    CHECK_STATUS(parseAttributes(badMode, a), Status::kInvalidAttribute);
+
+    // The state blob alone (engine deserialisation), and blob + agreeing/disagreeing fields.
+    AttrMap blobOnly;
+    blobOnly[kFieldState] = AttrValue::makeBytes(serializeAttributes(attrs1d(97, 98)));
+    CHECK_STATUS(parseAttributes(blobOnly, a), Status::kOk);
+    CHECK(a == attrs1d(97, 98));
+    AttrMap both = f;
+    both[kFieldState] = AttrValue::makeBytes(serializeAttributes(attrs2d(13, 13, 14, 14)));
+    CHECK_STATUS(parseAttributes(both, a), Status::kOk);
+    both[kFieldState] = AttrValue::makeBytes(serializeAttributes(attrs2d(13, 13, 26, 26)));
+    CHECK_STATUS(parseAttributes(both, a), Status::kInvalidAttribute);
+    AttrMap corrupt;
+    std::vector<uint8_t> blob = serializeAttributes(attrs1d(97, 98));
+    blob[blob.size() / 2] ^= 0x40;
+    corrupt[kFieldState] = AttrValue::makeBytes(blob);
+    CHECK_STATUS(parseAttributes(corrupt, a), Status::kCorruptBuffer);
+}
+
+void testInputsAndShapes()
+{
+    Attributes const a = attrs2d(111, 111, 112, 112); // hpx stage 0 at 224: H = W = 56
+    TensorInfo x{{8, 64, 56, 56}, DType::kFloat32};
+    TensorInfo kf{{64, 112, 57, 2}, DType::kFloat32};
+    TensorInfo d{{64}, DType::kFloat32};
+    CHECK_STATUS(checkInputs(a, x, kf, d), Status::kOk);
+    CHECK(expectedKfShape(a, 64) == (std::vector<int64_t>{64, 112, 57, 2}));
+
+    TensorInfo xh = x;
+    xh.type = DType::kFloat16;
+    CHECK_STATUS(checkInputs(a, xh, kf, d), Status::kOk);
+    TensorInfo xo = x;
+    xo.type = DType::kOther;
+    CHECK_STATUS(checkInputs(a, xo, kf, d), Status::kUnsupportedType);
+    TensorInfo kfh = kf;
+    kfh.type = DType::kFloat16;
+    CHECK_STATUS(checkInputs(a, x, kfh, d), Status::kUnsupportedType);
+    TensorInfo dh = d;
+    dh.type = DType::kFloat16;
+    CHECK_STATUS(checkInputs(a, x, kf, dh), Status::kUnsupportedType);
+
+    // Dynamic batch (and unknown spatial dims) at build time.
+    TensorInfo xdyn{{-1, 64, -1, 56}, DType::kFloat32};
+    CHECK_STATUS(checkInputs(a, xdyn, kf, d), Status::kOk);
+
+    // Kf shape errors: channels, full (not half) spectrum, missing complex axis, rank.
+    CHECK_STATUS(checkInputs(a, x, TensorInfo{{32, 112, 57, 2}, DType::kFloat32}, d), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(a, x, TensorInfo{{64, 112, 112, 2}, DType::kFloat32}, d), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(a, x, TensorInfo{{64, 112, 57}, DType::kFloat32}, d), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(a, x, TensorInfo{{64, 56, 57, 2}, DType::kFloat32}, d), Status::kInvalidShape);
+    // D shape errors.
+    CHECK_STATUS(checkInputs(a, x, kf, TensorInfo{{63}, DType::kFloat32}), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(a, x, kf, TensorInfo{{1, 64}, DType::kFloat32}), Status::kInvalidShape);
+    // X rank.
+    CHECK_STATUS(checkInputs(a, TensorInfo{{8, 64, 3136}, DType::kFloat32}, kf, d), Status::kInvalidShape);
+    // Alias-free rule: Nh >= H + Kh/2. 112 >= 56 + 55 holds, 57 + 55 = 112 holds, 58 + 55 fails.
+    CHECK_STATUS(checkInputs(a, TensorInfo{{1, 64, 57, 57}, DType::kFloat32}, kf, d), Status::kOk);
+    CHECK_STATUS(checkInputs(a, TensorInfo{{1, 64, 58, 56}, DType::kFloat32}, kf, d), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(a, TensorInfo{{1, 64, 56, 58}, DType::kFloat32}, kf, d), Status::kInvalidShape);
+
+    // 1d_bidir: hb stage 3 at 224 (7x7 map, L=49, K=97, N=98).
+    Attributes const b = attrs1d(97, 98);
+    TensorInfo x1{{4, 512, 7, 7}, DType::kFloat16};
+    TensorInfo kf1{{512, 50, 2}, DType::kFloat32};
+    TensorInfo d1{{512}, DType::kFloat32};
+    CHECK_STATUS(checkInputs(b, x1, kf1, d1), Status::kOk);
+    CHECK(expectedKfShape(b, 512) == (std::vector<int64_t>{512, 50, 2}));
+    CHECK_STATUS(checkInputs(b, x1, TensorInfo{{512, 49, 2}, DType::kFloat32}, d1), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(b, x1, kf, d1), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(b, TensorInfo{{4, 512, 7, 8}, DType::kFloat32}, kf1, d1), Status::kInvalidShape); // 56+48 > 98
+
+    // Output shape rule.
+    std::vector<int64_t> out;
+    CHECK_STATUS(outputShape({-1, 64, 56, 56}, out), Status::kOk);
+    CHECK(out == (std::vector<int64_t>{-1, 64, 56, 56}));
+    CHECK_STATUS(outputShape({64, 56, 56}, out), Status::kInvalidShape);
+}
+
+void testGeometryWorkspaceAndPlanKey()
+{
+    Attributes const a = attrs2d(111, 111, 112, 112);
+    int64_t const xd[4] = {2, 64, 56, 56};
+    Geometry g{};
+    CHECK_STATUS(planGeometry(a, xd, g), Status::kOk);
+    CHECK(g.rank == 2 && g.batch == 2 && g.channels == 64);
+    CHECK(g.rows == 56 && g.cols == 56 && g.fftRows == 112 && g.fftCols == 112 && g.specCols == 57);
+    CHECK(g.cropRow == 55 && g.cropCol == 55);
+    CHECK(std::fabs(g.scale - 1.0f / 12544.0f) < 1e-12f);
+    CHECK(g.signals() == 128 && g.realPerSignal() == 12544 && g.complexPerSignal() == 112 * 57);
+
+    WorkspaceLayout const w = workspaceLayout(g);
+    CHECK(w.realOffset == 0);
+    CHECK(w.realBytes == size_t{128} * 12544 * 4);             // 6,422,528 (a multiple of 256)
+    CHECK(w.complexOffset == w.realBytes);
+    CHECK(w.complexBytes == size_t{128} * 112 * 57 * 8);       // 6,537,216 (a multiple of 256)
+    CHECK(w.totalBytes == w.realBytes + w.complexBytes);
+    CHECK(workspaceBytesPerBatchItem(g) * 2 == w.totalBytes);
+    CHECK(w.complexOffset % kWorkspaceAlignment == 0 && w.totalBytes % kWorkspaceAlignment == 0);
+
+    // Odd sizes get padded up to the alignment.
+    Attributes const small = attrs2d(3, 3, 6, 6);
+    int64_t const xs[4] = {1, 1, 3, 3};
+    Geometry gs{};
+    CHECK_STATUS(planGeometry(small, xs, gs), Status::kOk);
+    WorkspaceLayout const ws = workspaceLayout(gs);
+    CHECK(ws.realBytes == 256 && ws.complexOffset == 256 && ws.complexBytes == 256 && ws.totalBytes == 512);
+
+    // 1d_bidir: hb stage 0 at 224 (56x56 map, L=3136, K=6271, N=6272).
+    Attributes const b = attrs1d(6271, 6272);
+    int64_t const x1[4] = {1, 64, 56, 56};
+    Geometry g1{};
+    CHECK_STATUS(planGeometry(b, x1, g1), Status::kOk);
+    CHECK(g1.rank == 1 && g1.rows == 1 && g1.cols == 3136 && g1.fftRows == 1 && g1.fftCols == 6272);
+    CHECK(g1.specCols == 3137 && g1.cropRow == 0 && g1.cropCol == 3135);
+    CHECK(workspaceLayout(g1).totalBytes == size_t{64} * 6272 * 4 + size_t{64} * 3137 * 8);
+
+    // Plan key: same FFT sizes and batch keep the plan; batch, channels or mode change it.
+    int64_t const xSmaller[4] = {2, 64, 40, 50};
+    Geometry g2{};
+    CHECK_STATUS(planGeometry(a, xSmaller, g2), Status::kOk);
+    CHECK(planKey(g2) == planKey(g));
+    int64_t const xBatch[4] = {3, 64, 56, 56};
+    Geometry g3{};
+    CHECK_STATUS(planGeometry(a, xBatch, g3), Status::kOk);
+    CHECK(planKey(g3) != planKey(g));
+    CHECK(planKey(g3).batchCount == 192);
+    CHECK(planKey(g1).rank == 1 && planKey(g1).n0 == 6272 && planKey(g1).n1 == 0);
+    CHECK(!planKey(g).empty() && PlanKey{}.empty());
+
+    // Empty batch plans fine (nothing to launch); bad dims do not.
+    int64_t const xEmpty[4] = {0, 64, 56, 56};
+    CHECK_STATUS(planGeometry(a, xEmpty, g2), Status::kOk);
+    CHECK(g2.signals() == 0 && workspaceLayout(g2).totalBytes == 0);
+    int64_t const xNeg[4] = {-1, 64, 56, 56};
+    CHECK_STATUS(planGeometry(a, xNeg, g2), Status::kInvalidShape);
+    int64_t const xTooBig[4] = {1, 64, 60, 56};
+    CHECK_STATUS(planGeometry(a, xTooBig, g2), Status::kInvalidShape);
+    int64_t const xHuge[4] = {int64_t{1} << 26, 64, 56, 56};
+    CHECK_STATUS(planGeometry(a, xHuge, g2), Status::kInvalidShape); // N*C > int32
+    CHECK_STATUS(planGeometry(attrs2d(3, 3, 2, 8), xs, g2), Status::kInvalidAttribute);
+}
+
+void testSerialisation()
+{
+    for (Attributes const& a : {attrs2d(111, 111, 112, 112), attrs2d(13, 27, 14, 54), attrs1d(6271, 6272)})
+    {
+        std::vector<uint8_t> const blob = serializeAttributes(a);
+        Attributes back;
+        CHECK_STATUS(deserializeAttributes(blob.data(), blob.size(), back), Status::kOk);
+        CHECK(back == a);
+        CHECK(blob.size() >= 16);
+        CHECK(std::memcmp(blob.data(), "HFCV", 4) == 0);
+        CHECK(blob[4] == kSerialFormatVersion && blob[5] == 0);
+
+        // Every truncation and every extension is rejected.
+        for (size_t n = 0; n < blob.size(); ++n)
+        {
+            CHECK_STATUS(deserializeAttributes(blob.data(), n, back), Status::kCorruptBuffer);
+        }
+        std::vector<uint8_t> longer = blob;
+        longer.push_back(0);
+        CHECK_STATUS(deserializeAttributes(longer.data(), longer.size(), back), Status::kCorruptBuffer);
+        // Every single-bit flip is rejected (magic, version, size, payload or checksum).
+        for (size_t i = 0; i < blob.size(); ++i)
+        {
+            for (int bit = 0; bit < 8; ++bit)
+            {
+                std::vector<uint8_t> bad = blob;
+                bad[i] ^= static_cast<uint8_t>(1u << bit);
+                Result const r = deserializeAttributes(bad.data(), bad.size(), back);
+                ++gChecks;
+                if (r.ok())
+                {
+                    ++gFailures;
+                    std::fprintf(stderr, "bit flip at byte %zu bit %d accepted\n", i, bit);
+                }
+            }
+        }
+    }
+    Attributes back;
+    CHECK_STATUS(deserializeAttributes(nullptr, 0, back), Status::kCorruptBuffer);
+
+    // A future format version is refused even with a valid checksum.
+    std::vector<uint8_t> blob = serializeAttributes(attrs1d(97, 98));
+    blob[4] = 2;
+    CHECK_STATUS(deserializeAttributes(blob.data(), blob.size(), back), Status::kCorruptBuffer);
+
+    // A well-formed blob holding invalid attributes (fft < kernel) is refused: hand-made
+    // with a correct checksum via serializeAttributes of the raw struct.
+    Attributes invalid = attrs1d(99, 98);
+    std::vector<uint8_t> const ib = serializeAttributes(invalid);
+    CHECK_STATUS(deserializeAttributes(ib.data(), ib.size(), back), Status::kCorruptBuffer);
+}
+
+// ---- CPU emulation of the CUDA pipeline, checked against a direct convolution ----------
+
+// Full complex DFT of a real (n0, n1) array (sign -1 forward, +1 inverse, unnormalised).
+std::vector<cd> dft2(std::vector<cd> const& in, int64_t n0, int64_t n1, int sign)
+{
+    double const pi = std::acos(-1.0);
+    std::vector<cd> out(static_cast<size_t>(n0 * n1));
+    for (int64_t p = 0; p < n0; ++p)
+    {
+        for (int64_t q = 0; q < n1; ++q)
+        {
+            cd acc = 0;
+            for (int64_t r = 0; r < n0; ++r)
+            {
+                for (int64_t s = 0; s < n1; ++s)
+                {
+                    double const ph = sign * 2 * pi
+                        * (static_cast<double>((p * r) % n0) / n0 + static_cast<double>((q * s) % n1) / n1);
+                    acc += in[static_cast<size_t>(r * n1 + s)] * cd(std::cos(ph), std::sin(ph));
+                }
+            }
+            out[static_cast<size_t>(p * n1 + q)] = acc;
+        }
+    }
+    return out;
+}
+
+// R2C of one (n0, n1) real plane -> (n0, n1/2+1) half spectrum, like cufftExecR2C.
+std::vector<cd> r2c(float const* plane, int64_t n0, int64_t n1)
+{
+    std::vector<cd> in(static_cast<size_t>(n0 * n1));
+    for (size_t i = 0; i < in.size(); ++i)
+    {
+        in[i] = plane[i];
+    }
+    std::vector<cd> const full = dft2(in, n0, n1, -1);
+    int64_t const h = n1 / 2 + 1;
+    std::vector<cd> half(static_cast<size_t>(n0 * h));
+    for (int64_t p = 0; p < n0; ++p)
+    {
+        for (int64_t q = 0; q < h; ++q)
+        {
+            half[static_cast<size_t>(p * h + q)] = full[static_cast<size_t>(p * n1 + q)];
+        }
+    }
+    return half;
+}
+
+// C2R (unnormalised, Hermitian completion) like cufftExecC2R.
+std::vector<double> c2r(cd const* half, int64_t n0, int64_t n1)
+{
+    int64_t const h = n1 / 2 + 1;
+    std::vector<cd> full(static_cast<size_t>(n0 * n1));
+    for (int64_t p = 0; p < n0; ++p)
+    {
+        for (int64_t q = 0; q < n1; ++q)
+        {
+            full[static_cast<size_t>(p * n1 + q)] = q < h
+                ? half[p * h + q]
+                : std::conj(half[((n0 - p) % n0) * h + (n1 - q)]);
+        }
+    }
+    std::vector<cd> const t = dft2(full, n0, n1, +1);
+    std::vector<double> out(t.size());
+    for (size_t i = 0; i < t.size(); ++i)
+    {
+        out[i] = t[i].real();
+    }
+    return out;
+}
+
+// Emulates pad kernel -> R2C -> multiply kernel -> C2R -> crop kernel, for all signals.
+std::vector<double> emulatePipeline(Geometry const& g, std::vector<float> const& x, std::vector<float> const& kf,
+    std::vector<float> const& d)
+{
+    WorkspaceLayout const w = workspaceLayout(g);
+    std::vector<float> real(w.realBytes / sizeof(float), -7.0f); // garbage: the pad kernel writes everything
+    for (int64_t i = 0; i < g.signals() * g.realPerSignal(); ++i)
+    {
+        int64_t src = 0;
+        real[static_cast<size_t>(i)] = padSourceIndex(g, i, src) ? x[static_cast<size_t>(src)] : 0.0f;
+    }
+    std::vector<cd> spec(static_cast<size_t>(g.signals() * g.complexPerSignal()));
+    for (int64_t s = 0; s < g.signals(); ++s)
+    {
+        std::vector<cd> const h = r2c(&real[static_cast<size_t>(s * g.realPerSignal())], g.fftRows, g.fftCols);
+        std::copy(h.begin(), h.end(), spec.begin() + s * g.complexPerSignal());
+    }
+    for (int64_t i = 0; i < static_cast<int64_t>(spec.size()); ++i)
+    {
+        int64_t const f = filterIndex(g, i);
+        cd const k(kf[static_cast<size_t>(2 * f)], kf[static_cast<size_t>(2 * f + 1)]);
+        spec[static_cast<size_t>(i)] *= k * static_cast<double>(g.scale);
+    }
+    std::vector<double> inv(static_cast<size_t>(g.signals() * g.realPerSignal()));
+    for (int64_t s = 0; s < g.signals(); ++s)
+    {
+        std::vector<double> const r = c2r(&spec[static_cast<size_t>(s * g.complexPerSignal())], g.fftRows, g.fftCols);
+        std::copy(r.begin(), r.end(), inv.begin() + s * g.realPerSignal());
+    }
+    std::vector<double> y(static_cast<size_t>(g.signals() * g.outPerSignal()));
+    for (int64_t i = 0; i < static_cast<int64_t>(y.size()); ++i)
+    {
+        y[static_cast<size_t>(i)] = inv[static_cast<size_t>(cropSourceIndex(g, i))]
+            + static_cast<double>(d[static_cast<size_t>(channelOf(g, i))]) * x[static_cast<size_t>(i)];
+    }
+    return y;
+}
+
+// Kf = rfftn(k zero-padded to the FFT size), interleaved, for filters k of shape (C, kr, kc).
+std::vector<float> makeKf(std::vector<float> const& k, int64_t channels, int64_t kr, int64_t kc, int64_t n0, int64_t n1)
+{
+    std::vector<float> kf;
+    for (int64_t c = 0; c < channels; ++c)
+    {
+        std::vector<float> padded(static_cast<size_t>(n0 * n1), 0.0f);
+        for (int64_t i = 0; i < kr; ++i)
+        {
+            for (int64_t j = 0; j < kc; ++j)
+            {
+                padded[static_cast<size_t>(i * n1 + j)] = k[static_cast<size_t>((c * kr + i) * kc + j)];
+            }
+        }
+        for (cd v : r2c(padded.data(), n0, n1))
+        {
+            kf.push_back(static_cast<float>(v.real()));
+            kf.push_back(static_cast<float>(v.imag()));
+        }
+    }
+    return kf;
+}
+
+double maxRelError(std::vector<double> const& got, std::vector<double> const& want)
+{
+    double num = 0;
+    double den = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+    {
+        num = std::max(num, std::fabs(got[i] - want[i]));
+        den = std::max(den, std::fabs(want[i]));
+    }
+    return num / std::max(den, 1e-30);
+}
+
+void testPipeline2d(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw)
+{
+    std::mt19937 rng(1234);
+    std::normal_distribution<float> nd;
+    Attributes const a = attrs2d(static_cast<int32_t>(kh), static_cast<int32_t>(kw),
+        static_cast<int32_t>(fftSizeRule(h, kh)), static_cast<int32_t>(fftSizeRule(w, kw)));
+    int64_t const xd[4] = {n, c, h, w};
+    Geometry g{};
+    CHECK_STATUS(planGeometry(a, xd, g), Status::kOk);
+    std::vector<float> x(static_cast<size_t>(n * c * h * w)), k(static_cast<size_t>(c * kh * kw)), d(c);
+    for (auto* v : {&x, &k, &d})
+    {
+        for (auto& e : *v)
+        {
+            e = nd(rng);
+        }
+    }
+    std::vector<float> const kf = makeKf(k, c, kh, kw, g.fftRows, g.fftCols);
+    CHECK(static_cast<int64_t>(kf.size()) == c * g.complexPerSignal() * 2);
+    std::vector<double> const got = emulatePipeline(g, x, kf, d);
+
+    // Direct centred convolution: y[i,j] = sum_{p,q} k[i-p+kh/2, j-q+kw/2] x[p,q] + D x[i,j].
+    std::vector<double> want(got.size());
+    for (int64_t s = 0; s < n * c; ++s)
+    {
+        int64_t const ch = s % c;
+        for (int64_t i = 0; i < h; ++i)
+        {
+            for (int64_t j = 0; j < w; ++j)
+            {
+                double acc = static_cast<double>(d[ch]) * x[static_cast<size_t>((s * h + i) * w + j)];
+                for (int64_t p = 0; p < h; ++p)
+                {
+                    for (int64_t q = 0; q < w; ++q)
+                    {
+                        int64_t const u = i - p + kh / 2;
+                        int64_t const v = j - q + kw / 2;
+                        if (u >= 0 && u < kh && v >= 0 && v < kw)
+                        {
+                            acc += static_cast<double>(k[static_cast<size_t>((ch * kh + u) * kw + v)])
+                                * x[static_cast<size_t>((s * h + p) * w + q)];
+                        }
+                    }
+                }
+                want[static_cast<size_t>((s * h + i) * w + j)] = acc;
+            }
+        }
+    }
+    double const err = maxRelError(got, want);
+    ++gChecks;
+    if (!(err < 1e-5))
+    {
+        ++gFailures;
+        std::fprintf(stderr, "2d pipeline n=%lld c=%lld h=%lld w=%lld k=%lldx%lld: rel err %g\n",
+            static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(h),
+            static_cast<long long>(w), static_cast<long long>(kh), static_cast<long long>(kw), err);
+    }
+}
+
+void testPipeline1d(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kLen)
+{
+    std::mt19937 rng(99);
+    std::normal_distribution<float> nd;
+    int64_t const len = h * w;
+    Attributes const a = attrs1d(static_cast<int32_t>(kLen), static_cast<int32_t>(fftSizeRule(len, kLen)));
+    int64_t const xd[4] = {n, c, h, w};
+    Geometry g{};
+    CHECK_STATUS(planGeometry(a, xd, g), Status::kOk);
+    std::vector<float> x(static_cast<size_t>(n * c * len)), k(static_cast<size_t>(c * kLen)), d(c);
+    for (auto* v : {&x, &k, &d})
+    {
+        for (auto& e : *v)
+        {
+            e = nd(rng);
+        }
+    }
+    std::vector<float> const kf = makeKf(k, c, 1, kLen, 1, g.fftCols);
+    CHECK(static_cast<int64_t>(kf.size()) == c * (g.fftCols / 2 + 1) * 2);
+    std::vector<double> const got = emulatePipeline(g, x, kf, d);
+    std::vector<double> want(got.size());
+    for (int64_t s = 0; s < n * c; ++s)
+    {
+        int64_t const ch = s % c;
+        for (int64_t l = 0; l < len; ++l)
+        {
+            double acc = static_cast<double>(d[ch]) * x[static_cast<size_t>(s * len + l)];
+            for (int64_t p = 0; p < len; ++p)
+            {
+                int64_t const u = l - p + kLen / 2;
+                if (u >= 0 && u < kLen)
+                {
+                    acc += static_cast<double>(k[static_cast<size_t>(ch * kLen + u)]) * x[static_cast<size_t>(s * len + p)];
+                }
+            }
+            want[static_cast<size_t>(s * len + l)] = acc;
+        }
+    }
+    double const err = maxRelError(got, want);
+    ++gChecks;
+    if (!(err < 1e-5))
+    {
+        ++gFailures;
+        std::fprintf(stderr, "1d pipeline n=%lld c=%lld L=%lld K=%lld: rel err %g\n", static_cast<long long>(n),
+            static_cast<long long>(c), static_cast<long long>(len), static_cast<long long>(kLen), err);
+    }
+}
+
+} // namespace
+
+int main()
+{
+    testModeAndAttributes();
+    testInputsAndShapes();
+    testGeometryWorkspaceAndPlanKey();
+    testSerialisation();
+    // Kernel index math + scale, emulated on the CPU: global filters (K = 2n-1), small
+    // filters (K < n, fft = 2n), non-square maps and filters, even kernel sizes.
+    testPipeline2d(2, 3, 5, 5, 9, 9);
+    testPipeline2d(1, 2, 6, 4, 3, 5);
+    testPipeline2d(2, 1, 3, 7, 5, 13);
+    testPipeline2d(1, 2, 4, 4, 4, 2);
+    testPipeline1d(2, 3, 3, 3, 17);
+    testPipeline1d(1, 2, 2, 5, 7);
+    testPipeline1d(1, 1, 3, 4, 6);
+    if (gFailures != 0)
+    {
+        std::fprintf(stderr, "fftconv_core_test: %d of %d checks FAILED\n", gFailures, gChecks);
+        return 1;
+    }
+    std::printf("fftconv_core_test: all %d checks passed\n", gChecks);
+    return 0;
+}

@@ -1,0 +1,412 @@
+// Host-side test of the TensorRT glue against TensorRT *headers* only (no libnvinfer, no GPU).
+//
+// It provides its own getPluginRegistry()/getLogger() (a mock registry that, like
+// TensorRT's, refuses a second registration of the same creator), links the plugin
+// objects into one executable and checks: static registration at load, the getCreators()
+// hand-over for loadLibrary, createPlugin from parser-style fields, the build interface
+// (types, formats, configure, workspace), field serialisation round trip and rejection
+// of corrupt state, clone/attachToContext, and that the runtime entry points fail
+// cleanly (error reported, no throw, no crash) on a host without a GPU.
+// Never link this with the real libnvinfer (it defines TensorRT's registry symbols).
+#include "fftconv_plugin.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace nvinfer1;
+using namespace hyena::fftconv;
+
+namespace
+{
+int gFailures = 0;
+int gChecks = 0;
+#define CHECK(cond)                                                                                                    \
+    do                                                                                                                 \
+    {                                                                                                                  \
+        ++gChecks;                                                                                                     \
+        if (!(cond))                                                                                                   \
+        {                                                                                                              \
+            ++gFailures;                                                                                               \
+            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                             \
+        }                                                                                                              \
+    } while (0)
+
+class MockLogger : public ILogger
+{
+public:
+    void log(Severity severity, AsciiChar const* msg) noexcept override
+    {
+        if (severity <= Severity::kWARNING)
+        {
+            ++nbErrorsOrWarnings;
+            last = msg;
+        }
+    }
+    int nbErrorsOrWarnings{0};
+    std::string last;
+};
+
+class MockRecorder : public IErrorRecorder
+{
+public:
+    int32_t getNbErrors() const noexcept override { return static_cast<int32_t>(errors.size()); }
+    ErrorCode getErrorCode(int32_t i) const noexcept override { return codes.at(static_cast<size_t>(i)); }
+    ErrorDesc getErrorDesc(int32_t i) const noexcept override { return errors.at(static_cast<size_t>(i)).c_str(); }
+    bool hasOverflowed() const noexcept override { return false; }
+    void clear() noexcept override
+    {
+        errors.clear();
+        codes.clear();
+    }
+    bool reportError(ErrorCode val, ErrorDesc desc) noexcept override
+    {
+        codes.push_back(val);
+        errors.emplace_back(desc);
+        return true;
+    }
+    RefCount incRefCount() noexcept override { return ++refs; }
+    RefCount decRefCount() noexcept override { return --refs; }
+    std::vector<std::string> errors;
+    std::vector<ErrorCode> codes;
+    RefCount refs{0};
+};
+
+class MockContext : public IPluginResourceContext
+{
+public:
+    explicit MockContext(IErrorRecorder* r)
+        : recorder(r)
+    {
+    }
+    IGpuAllocator* getGpuAllocator() const noexcept override { return nullptr; }
+    IErrorRecorder* getErrorRecorder() const noexcept override { return recorder; }
+    IErrorRecorder* recorder;
+};
+
+class MockRegistry : public IPluginRegistry
+{
+public:
+    std::vector<IPluginCreatorInterface*> creators;
+    std::vector<std::string> namespaces;
+
+    bool registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const ns) noexcept override
+    {
+        for (auto* c : creators)
+        {
+            if (c == &creator)
+            {
+                return false; // already registered: TensorRT refuses duplicates
+            }
+        }
+        creators.push_back(&creator);
+        namespaces.emplace_back(ns != nullptr ? ns : "");
+        return true;
+    }
+    bool deregisterCreator(IPluginCreatorInterface const& creator) noexcept override
+    {
+        for (size_t i = 0; i < creators.size(); ++i)
+        {
+            if (creators[i] == &creator)
+            {
+                creators.erase(creators.begin() + static_cast<std::ptrdiff_t>(i));
+                namespaces.erase(namespaces.begin() + static_cast<std::ptrdiff_t>(i));
+                return true;
+            }
+        }
+        return false;
+    }
+    IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override
+    {
+        *n = static_cast<int32_t>(creators.size());
+        return creators.empty() ? nullptr : creators.data();
+    }
+    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept
+    {
+        return getAllCreators(n);
+    }
+    IPluginCreatorInterface* getCreator(
+        AsciiChar const* const name, AsciiChar const* const version, AsciiChar const* const ns) noexcept override
+    {
+        for (auto* c : creators)
+        {
+            auto* v3 = static_cast<IPluginCreatorV3One*>(c);
+            if (std::strcmp(v3->getPluginName(), name) == 0 && std::strcmp(v3->getPluginVersion(), version) == 0
+                && std::strcmp(v3->getPluginNamespace(), ns) == 0)
+            {
+                return c;
+            }
+        }
+        return nullptr;
+    }
+    void setErrorRecorder(IErrorRecorder* const) noexcept override {}
+    IErrorRecorder* getErrorRecorder() const noexcept override { return nullptr; }
+    bool isParentSearchEnabled() const override { return false; }
+    void setParentSearchEnabled(bool const) override {}
+    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override { return nullptr; }
+    void deregisterLibrary(PluginLibraryHandle) noexcept override {}
+    IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override { return nullptr; }
+    int32_t releasePluginResource(AsciiChar const*) noexcept override { return 0; }
+#if NV_TENSORRT_MAJOR < 11
+    // The deprecated IPluginV2-creator overloads still pure virtual in TensorRT 10.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override { return false; }
+    IPluginCreator* const* getPluginCreatorList(int32_t* const n) const noexcept override
+    {
+        *n = 0;
+        return nullptr;
+    }
+    IPluginCreator* getPluginCreator(AsciiChar const* const, AsciiChar const* const, AsciiChar const* const) noexcept override
+    {
+        return nullptr;
+    }
+    bool deregisterCreator(IPluginCreator const&) noexcept override { return false; }
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+};
+
+MockRegistry& registry()
+{
+    static MockRegistry r;
+    return r;
+}
+
+MockLogger& logger()
+{
+    static MockLogger l;
+    return l;
+}
+
+DynamicPluginTensorDesc tensor(std::vector<int64_t> const& dims, DataType type, std::vector<int64_t> const& maxDims = {})
+{
+    DynamicPluginTensorDesc t{};
+    t.desc.dims.nbDims = static_cast<int32_t>(dims.size());
+    t.max.nbDims = t.min.nbDims = t.opt.nbDims = static_cast<int32_t>(dims.size());
+    for (size_t i = 0; i < dims.size(); ++i)
+    {
+        t.desc.dims.d[i] = dims[i];
+        int64_t const m = maxDims.empty() ? dims[i] : maxDims[i];
+        t.max.d[i] = t.min.d[i] = t.opt.d[i] = m;
+    }
+    t.desc.type = type;
+    t.desc.format = TensorFormat::kLINEAR;
+    t.desc.scale = 1.0f;
+    return t;
+}
+
+} // namespace
+
+// The mock TensorRT runtime symbols the plugin library imports.
+extern "C" IPluginRegistry* getPluginRegistry() noexcept
+{
+    return &registry();
+}
+extern "C" ILogger* getLogger() noexcept
+{
+    return &logger();
+}
+
+int main()
+{
+    // 1. Static registration happened at load, under namespace "hyena".
+    CHECK(registry().creators.size() == 1);
+    CHECK(registry().namespaces.size() == 1 && registry().namespaces[0] == "hyena");
+    auto* creator = static_cast<IPluginCreatorV3One*>(registry().getCreator("FFTConv", "1", "hyena"));
+    CHECK(creator != nullptr);
+    if (creator == nullptr)
+    {
+        return 1;
+    }
+    CHECK(std::string(creator->getInterfaceInfo().kind) == "PLUGIN CREATOR_V3ONE");
+
+    // 2. loadLibrary hand-over: getCreators() deregisters the static registration so that
+    //    the registry's own registerCreator of the returned creators succeeds.
+    int32_t nb = 0;
+    IPluginCreatorInterface* const* list = getCreators(nb);
+    CHECK(nb == 1 && list != nullptr && list[0] == creator);
+    CHECK(registry().creators.empty());
+    CHECK(registry().registerCreator(*list[0], "hyena")); // what loadLibrary does
+    CHECK(registry().creators.size() == 1);
+    IPluginCreatorInterface* const* again = getCreators(nb); // idempotent, no second deregistration
+    CHECK(nb == 1 && again[0] == creator && registry().creators.size() == 1);
+
+    // 3. getFieldNames: what the ONNX parser reads from the node.
+    PluginFieldCollection const* names = creator->getFieldNames();
+    CHECK(names != nullptr && names->nbFields == 3);
+    CHECK(std::string(names->fields[0].name) == "mode" && names->fields[0].type == PluginFieldType::kCHAR);
+    CHECK(std::string(names->fields[1].name) == "kernel_size" && names->fields[1].type == PluginFieldType::kINT32);
+    CHECK(std::string(names->fields[2].name) == "fft_size" && names->fields[2].type == PluginFieldType::kINT32);
+
+    // 4. createPlugin with parser-style fields (string with its NUL, int lists).
+    char const mode2d[] = "2d";
+    int32_t const ks[2] = {111, 111};
+    int32_t const fs[2] = {112, 112};
+    std::vector<PluginField> fields{PluginField{"mode", mode2d, PluginFieldType::kCHAR, 3},
+        PluginField{"kernel_size", ks, PluginFieldType::kINT32, 2},
+        PluginField{"fft_size", fs, PluginFieldType::kINT32, 2}};
+    PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
+    IPluginV3* p3 = creator->createPlugin("hpx_stage0", &fc, TensorRTPhase::kBUILD);
+    CHECK(p3 != nullptr);
+    if (p3 == nullptr)
+    {
+        return 1;
+    }
+    auto* core = static_cast<IPluginV3OneCore*>(p3->getCapabilityInterface(PluginCapabilityType::kCORE));
+    auto* build = static_cast<IPluginV3OneBuild*>(p3->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    auto* rt = static_cast<IPluginV3OneRuntime*>(p3->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    CHECK(core != nullptr && build != nullptr && rt != nullptr);
+    CHECK(std::string(p3->getInterfaceInfo().kind) == "PLUGIN");
+    CHECK(std::string(core->getInterfaceInfo().kind) == "PLUGIN_V3ONE_CORE");
+    CHECK(std::string(build->getInterfaceInfo().kind) == "PLUGIN_V3ONE_BUILD");
+    CHECK(std::string(rt->getInterfaceInfo().kind) == "PLUGIN_V3ONE_RUNTIME");
+    CHECK(std::string(core->getPluginName()) == "FFTConv" && std::string(core->getPluginVersion()) == "1"
+        && std::string(core->getPluginNamespace()) == "hyena");
+    CHECK(build->getNbOutputs() == 1);
+
+    // Bad fields -> nullptr, error logged, nothing thrown.
+    int const logged = logger().nbErrorsOrWarnings;
+    char const mode3d[] = "3d";
+    std::vector<PluginField> bad = fields;
+    bad[0] = PluginField{"mode", mode3d, PluginFieldType::kCHAR, 3};
+    PluginFieldCollection badFc{3, bad.data()};
+    CHECK(creator->createPlugin("bad", &badFc, TensorRTPhase::kBUILD) == nullptr);
+    PluginFieldCollection missingFc{2, fields.data()};
+    CHECK(creator->createPlugin("missing", &missingFc, TensorRTPhase::kBUILD) == nullptr);
+    int32_t const tooSmall[2] = {100, 112};
+    bad = fields;
+    bad[2] = PluginField{"fft_size", tooSmall, PluginFieldType::kINT32, 2};
+    PluginFieldCollection smallFc{3, bad.data()};
+    CHECK(creator->createPlugin("small", &smallFc, TensorRTPhase::kBUILD) == nullptr); // fft < kernel
+    CHECK(creator->createPlugin("null", nullptr, TensorRTPhase::kBUILD) == nullptr);
+    CHECK(logger().nbErrorsOrWarnings >= logged + 4);
+
+    // 5. Output types and formats.
+    DataType outT{};
+    DataType inF[3] = {DataType::kFLOAT, DataType::kFLOAT, DataType::kFLOAT};
+    DataType inH[3] = {DataType::kHALF, DataType::kFLOAT, DataType::kFLOAT};
+    DataType inI[3] = {DataType::kINT32, DataType::kFLOAT, DataType::kFLOAT};
+    CHECK(build->getOutputDataTypes(&outT, 1, inF, 3) == 0 && outT == DataType::kFLOAT);
+    CHECK(build->getOutputDataTypes(&outT, 1, inH, 3) == 0 && outT == DataType::kHALF);
+    CHECK(build->getOutputDataTypes(&outT, 1, inI, 3) != 0);
+    CHECK(build->getOutputDataTypes(&outT, 1, inF, 2) != 0);
+
+    std::vector<DynamicPluginTensorDesc> io{tensor({-1, 64, 56, 56}, DataType::kFLOAT, {8, 64, 56, 56}),
+        tensor({64, 112, 57, 2}, DataType::kFLOAT), tensor({64}, DataType::kFLOAT),
+        tensor({-1, 64, 56, 56}, DataType::kFLOAT, {8, 64, 56, 56})};
+    CHECK(build->supportsFormatCombination(0, io.data(), 3, 1));
+    CHECK(build->supportsFormatCombination(1, io.data(), 3, 1));
+    CHECK(build->supportsFormatCombination(2, io.data(), 3, 1));
+    CHECK(build->supportsFormatCombination(3, io.data(), 3, 1));
+    io[3].desc.type = DataType::kHALF; // Y must match X
+    CHECK(!build->supportsFormatCombination(3, io.data(), 3, 1));
+    io[0].desc.type = DataType::kHALF;
+    CHECK(build->supportsFormatCombination(0, io.data(), 3, 1) && build->supportsFormatCombination(3, io.data(), 3, 1));
+    io[1].desc.type = DataType::kHALF; // Kf stays fp32
+    CHECK(!build->supportsFormatCombination(1, io.data(), 3, 1));
+    io[1].desc.type = DataType::kFLOAT;
+    io[0].desc.type = DataType::kINT8;
+    CHECK(!build->supportsFormatCombination(0, io.data(), 3, 1));
+    io[0].desc.type = DataType::kFLOAT;
+    io[3].desc.type = DataType::kFLOAT;
+    io[0].desc.format = TensorFormat::kHWC;
+    CHECK(!build->supportsFormatCombination(0, io.data(), 3, 1));
+    io[0].desc.format = TensorFormat::kLINEAR;
+    CHECK(!build->supportsFormatCombination(4, io.data(), 3, 1));
+
+    // 6. configurePlugin and the workspace for the profile's largest batch.
+    CHECK(build->configurePlugin(io.data(), 3, io.data() + 3, 1) == 0);
+    size_t const ws = build->getWorkspaceSize(io.data(), 3, io.data() + 3, 1);
+    CHECK(ws == size_t{8} * 64 * 112 * 112 * 4 + size_t{8} * 64 * 112 * 57 * 8);
+    std::vector<DynamicPluginTensorDesc> badIo = io;
+    badIo[1] = tensor({32, 112, 57, 2}, DataType::kFLOAT); // Kf for another C
+    CHECK(build->configurePlugin(badIo.data(), 3, badIo.data() + 3, 1) != 0);
+    badIo = io;
+    badIo[0] = tensor({-1, 64, 56, 56}, DataType::kFLOAT, {8, 64, 60, 56}); // max H breaks alias-free rule
+    CHECK(build->configurePlugin(badIo.data(), 3, badIo.data() + 3, 1) != 0);
+    badIo = io;
+    badIo[2] = tensor({63}, DataType::kFLOAT);
+    CHECK(build->configurePlugin(badIo.data(), 3, badIo.data() + 3, 1) != 0);
+
+    // 7. Serialised fields -> createPlugin(kRUNTIME) gives the same attributes.
+    PluginFieldCollection const* ser = rt->getFieldsToSerialize();
+    CHECK(ser != nullptr && ser->nbFields == 4);
+    IPluginV3* restored = creator->createPlugin("hpx_stage0", ser, TensorRTPhase::kRUNTIME);
+    CHECK(restored != nullptr);
+    if (restored != nullptr)
+    {
+        CHECK(static_cast<FFTConvPlugin*>(restored)->attributes()
+            == static_cast<FFTConvPlugin*>(p3)->attributes());
+        delete restored;
+    }
+    // Only the state blob (as an engine might carry it) is enough; a corrupt blob is refused.
+    std::vector<PluginField> stateOnly;
+    for (int32_t i = 0; i < ser->nbFields; ++i)
+    {
+        if (std::string(ser->fields[i].name) == kFieldState)
+        {
+            stateOnly.push_back(ser->fields[i]);
+        }
+    }
+    CHECK(stateOnly.size() == 1);
+    PluginFieldCollection stateFc{1, stateOnly.data()};
+    IPluginV3* fromState = creator->createPlugin("s", &stateFc, TensorRTPhase::kRUNTIME);
+    CHECK(fromState != nullptr);
+    delete fromState;
+    std::vector<int8_t> corrupt(static_cast<int8_t const*>(stateOnly[0].data),
+        static_cast<int8_t const*>(stateOnly[0].data) + stateOnly[0].length);
+    corrupt[corrupt.size() / 2] ^= 1;
+    stateOnly[0].data = corrupt.data();
+    CHECK(creator->createPlugin("s", &stateFc, TensorRTPhase::kRUNTIME) == nullptr);
+
+    // 8. clone / attachToContext; runtime errors go to the context's recorder.
+    IPluginV3* cl = p3->clone();
+    CHECK(cl != nullptr);
+    delete cl;
+    MockRecorder recorder;
+    MockContext ctx(&recorder);
+    IPluginV3* attached = rt->attachToContext(&ctx);
+    CHECK(attached != nullptr);
+    if (attached != nullptr)
+    {
+        auto* art = static_cast<IPluginV3OneRuntime*>(attached->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+        PluginTensorDesc in[3] = {io[0].desc, io[1].desc, io[2].desc};
+        PluginTensorDesc out[1] = {io[3].desc};
+        in[0].dims.d[0] = 2;
+        out[0].dims.d[0] = 2;
+        // enqueue before onShapeChange: refused with an error, no crash.
+        void const* ins[3] = {nullptr, nullptr, nullptr};
+        void* outs[1] = {nullptr};
+        CHECK(art->enqueue(in, out, ins, outs, nullptr, nullptr) != 0);
+        CHECK(recorder.getNbErrors() >= 1);
+        // onShapeChange: bad shapes are refused before touching CUDA.
+        PluginTensorDesc badIn[3] = {in[0], in[1], in[2]};
+        badIn[2].dims.d[0] = 63;
+        int32_t const before = recorder.getNbErrors();
+        CHECK(art->onShapeChange(badIn, 3, out, 1) != 0);
+        CHECK(recorder.getNbErrors() == before + 1);
+        // With good shapes it makes cuFFT plans: on a host without a GPU that fails cleanly.
+        int32_t const rc = art->onShapeChange(in, 3, out, 1);
+        int deviceCount = 0;
+        bool const haveGpu = cudaGetDeviceCount(&deviceCount) == cudaSuccess && deviceCount > 0;
+        CHECK(haveGpu ? rc == 0 : (rc != 0 && recorder.getNbErrors() == before + 2));
+        std::printf("onShapeChange on this host: rc=%d (%s)\n", rc,
+            recorder.errors.empty() ? "" : recorder.errors.back().c_str());
+        delete attached;
+    }
+    delete p3;
+
+    if (gFailures != 0)
+    {
+        std::fprintf(stderr, "fftconv_plugin_glue_test: %d of %d checks FAILED\n", gFailures, gChecks);
+        return 1;
+    }
+    std::printf("fftconv_plugin_glue_test: all %d checks passed (TensorRT %d.%d headers)\n", gChecks,
+        NV_TENSORRT_MAJOR, NV_TENSORRT_MINOR);
+    return 0;
+}

@@ -1,0 +1,199 @@
+"""Build checks for the hyena::FFTConv TensorRT plugin (export/plugins/fftconv/).
+
+What runs on a CPU host:
+- the CPU core + its test program (g++), run: planning, validation, workspace sizes,
+  serialisation, and a CPU emulation of the kernel pipeline against a direct convolution;
+- the CUDA sources compiled with nvcc (sm_80 object, compute_90 PTX) against cufft.h from
+  the ``nvidia-cufft`` wheel or the CUDA toolkit;
+- the TensorRT glue, only where TensorRT headers exist (TENSORRT_ROOT / TensorRT_INCLUDE_DIR
+  or standard paths): compiled, then linked with a mock plugin registry and run.
+
+Every artifact goes to pytest tmp dirs. GPU numerics are a later step, not here.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hyena_serve import contract
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = ROOT / "export" / "plugins" / "fftconv"
+TIMEOUT = 600
+
+
+def _run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert proc.returncode == 0, (
+        f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
+        f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+    )
+    return proc
+
+
+def _nvcc() -> str | None:
+    return shutil.which("nvcc") or (
+        "/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None
+    )
+
+
+def _cuda_root() -> Path | None:
+    """The CUDA toolkit nvcc belongs to (nvcc may be a wrapper script on PATH)."""
+    nvcc = _nvcc()
+    if nvcc is None:
+        return None
+    cands = [Path(os.path.realpath(nvcc)).parents[1]]
+    cands += [Path(os.environ[v]) for v in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(v)]
+    cands += [Path("/usr/local/cuda")]
+    for root in cands:
+        if (root / "include" / "cuda_runtime_api.h").exists() or glob.glob(
+            str(root / "targets" / "*" / "include" / "cuda_runtime_api.h")
+        ):
+            return root
+    return None
+
+
+def _cuda_include() -> Path | None:
+    root = _cuda_root()
+    if root is None:
+        return None
+    for cand in [root / "include", *map(Path, sorted(glob.glob(str(root / "targets" / "*" / "include"))))]:
+        if (cand / "cuda_runtime_api.h").exists():
+            return cand
+    return None
+
+
+def _cufft_dirs() -> tuple[Path, Path | None] | None:
+    """(include dir holding cufft.h, lib dir holding libcufft.so*) from the nvidia-cufft
+    wheel (nvidia/cu13/... or nvidia/cufft/...) or the CUDA toolkit."""
+    candidates: list[Path] = []
+    for entry in sys.path:
+        base = Path(entry) / "nvidia"
+        if base.is_dir():
+            candidates += [Path(p).parent for p in sorted(glob.glob(str(base / "*" / "include" / "cufft.h")))]
+    cuda_inc = _cuda_include()
+    if cuda_inc is not None and (cuda_inc / "cufft.h").exists():
+        candidates.append(cuda_inc)
+    for inc in candidates:
+        lib = None
+        for libdir in (inc.parent / "lib", inc.parent / "lib64"):
+            if glob.glob(str(libdir / "libcufft.so*")):
+                lib = libdir
+                break
+        return inc, lib
+    return None
+
+
+def _tensorrt_include() -> tuple[Path | None, list[str]]:
+    tried: list[str] = []
+    cands: list[Path] = []
+    if os.environ.get("TensorRT_INCLUDE_DIR"):
+        cands.append(Path(os.environ["TensorRT_INCLUDE_DIR"]))
+    if os.environ.get("TENSORRT_ROOT"):
+        cands.append(Path(os.environ["TENSORRT_ROOT"]) / "include")
+    cands += [
+        Path("/usr/include/x86_64-linux-gnu"),
+        Path("/usr/local/tensorrt/include"),
+        Path("/opt/tensorrt/include"),
+        Path("/usr/include"),
+    ]
+    for c in cands:
+        tried.append(str(c))
+        if (c / "NvInfer.h").exists() and (c / "NvInferRuntime.h").exists():
+            return c, tried
+    return None, tried
+
+
+def test_plugin_names_match_contract():
+    header = (PLUGIN_DIR / "fftconv_core.h").read_text()
+    assert f'kPluginName = "{contract.PLUGIN_NAME}"' in header
+    assert f'kPluginNamespace = "{contract.PLUGIN_NAMESPACE}"' in header
+    assert f'kPluginVersion = "{contract.PLUGIN_VERSION}"' in header
+    assert f'kModeName2D = "{contract.MODE_2D}"' in header
+    assert f'kModeName1DBidir = "{contract.MODE_1D_BIDIR}"' in header
+
+
+def test_core_builds_and_passes(tmp_path):
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ not installed: cannot build the FFTConv CPU core test")
+    exe = tmp_path / "fftconv_core_test"
+    _run([cxx, "-std=c++17", "-O0", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{PLUGIN_DIR}",
+          PLUGIN_DIR / "fftconv_core.cpp", PLUGIN_DIR / "tests" / "fftconv_core_test.cpp", "-o", exe])
+    out = _run([exe]).stdout
+    assert "all" in out and "checks passed" in out
+
+
+@pytest.fixture(scope="module")
+def cuda_kernels(tmp_path_factory):
+    """Compiles fftconv_kernels.cu once: (object path, cufft include, cufft lib dir)."""
+    nvcc = _nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not installed: cannot compile the FFTConv CUDA kernels")
+    cufft = _cufft_dirs()
+    if cufft is None:
+        pytest.skip("cufft.h not found (pip install nvidia-cufft, or a CUDA toolkit with cuFFT)")
+    out = tmp_path_factory.mktemp("fftconv_cuda")
+    obj = out / "fftconv_kernels.o"
+    _run([nvcc, "-c", "-std=c++17", "-arch=sm_80", "-Werror", "all-warnings",
+          "-Xcompiler", "-fPIC,-Wall,-Wextra", f"-I{PLUGIN_DIR}", f"-I{cufft[0]}",
+          PLUGIN_DIR / "fftconv_kernels.cu", "-o", obj])
+    return obj, cufft[0], cufft[1]
+
+
+def test_cuda_kernels_compile_sm80(cuda_kernels):
+    obj, _, _ = cuda_kernels
+    assert obj.stat().st_size > 0
+
+
+def test_cuda_kernels_ptx_compute90(cuda_kernels, tmp_path):
+    _, cufft_inc, _ = cuda_kernels
+    ptx = tmp_path / "fftconv_kernels.ptx"
+    _run([_nvcc(), "-ptx", "-std=c++17", "-arch=compute_90", "-Werror", "all-warnings",
+          f"-I{PLUGIN_DIR}", f"-I{cufft_inc}", PLUGIN_DIR / "fftconv_kernels.cu", "-o", ptx])
+    text = ptx.read_text()
+    # pad+cast (fp32, fp16), spectrum multiply, crop+skip+cast (fp32, fp16)
+    assert text.count(".entry") == 5
+    for name in ("padCastKernel", "spectrumMultiplyKernel", "cropSkipCastKernel"):
+        assert name in text
+
+
+def test_tensorrt_glue_compiles_and_runs_with_mock_registry(cuda_kernels, tmp_path):
+    trt_inc, tried = _tensorrt_include()
+    if trt_inc is None:
+        pytest.skip(f"TensorRT headers not installed: NvInfer.h not found in {tried} "
+                    "(set TENSORRT_ROOT or TensorRT_INCLUDE_DIR)")
+    cxx = shutil.which("g++")
+    cuda_inc = _cuda_include()
+    if cxx is None or cuda_inc is None:
+        pytest.skip("g++ or the CUDA runtime headers are missing")
+    obj, cufft_inc, cufft_lib = cuda_kernels
+    flags = ["-std=c++17", "-O0", "-Wall", "-Wextra", "-Werror", "-fPIC", f"-I{PLUGIN_DIR}",
+             "-isystem", trt_inc, "-isystem", cuda_inc, "-isystem", cufft_inc]
+    # 1. The glue alone, as the plugin library builds it.
+    _run([cxx, *flags, "-fvisibility=hidden", "-c", PLUGIN_DIR / "fftconv_plugin.cpp",
+          "-o", tmp_path / "fftconv_plugin.o"])
+
+    # 2. Linked with a mock registry and run (no libnvinfer, no GPU needed).
+    cuda_root = _cuda_root()
+    cudart = next(iter(glob.glob(str(cuda_root / "lib64" / "libcudart_static.a"))
+                       + glob.glob(str(cuda_root / "targets" / "*" / "lib" / "libcudart_static.a"))), None)
+    cufft_so = sorted(glob.glob(str(cufft_lib / "libcufft.so*"))) if cufft_lib else []
+    if cudart is None or not cufft_so:
+        pytest.skip("libcudart_static.a or libcufft.so not found: glue compiled, not linked")
+    exe = tmp_path / "fftconv_plugin_glue_test"
+    _run([cxx, *flags, tmp_path / "fftconv_plugin.o", PLUGIN_DIR / "fftconv_core.cpp",
+          PLUGIN_DIR / "tests" / "fftconv_plugin_glue_test.cpp", obj, "-o", exe,
+          cudart, "-ldl", "-lrt", "-lpthread", cufft_so[0], f"-Wl,-rpath,{cufft_lib}"])
+    env = {k: v for k, v in os.environ.items() if k != "HYENA_FFTCONV_NO_STATIC_REGISTRATION"}
+    out = _run([exe], env=env).stdout
+    assert "checks passed" in out
