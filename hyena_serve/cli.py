@@ -187,8 +187,12 @@ def cmd_repo(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     spec = ModelSpec(args.model, args.res, str(args.checkpoint) if args.checkpoint else None, args.seed)
-    onnx_path = args.onnx or ensure_onnx(spec, args.artifacts_dir)
-    entries = fill_repository(args.repository, onnx_path, args.model, args.res, spec.num_classes(), link=args.link)
+    try:
+        onnx_path = args.onnx or ensure_onnx(spec, args.artifacts_dir)
+        entries = fill_repository(args.repository, onnx_path, args.model, args.res, spec.num_classes(), link=args.link)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.repository}: {args.model} at {args.res} px from {onnx_path}")
     for flavour, path in entries.items():
         print(f"  {flavour:5s} {path}")

@@ -131,6 +131,32 @@ def artifacts(tmp_path_factory):
     return directory, onnx_path
 
 
+def test_export_cache_is_atomic_and_reused(tmp_path):
+    from hyena_serve.runtime.embedded import ensure_onnx
+
+    spec = GatewaySettings(**TINY).model_spec()
+    calls = []
+
+    def failing(spec, out):
+        out.write_bytes(b"half an export")
+        raise RuntimeError("export interrupted")
+
+    def working(spec, out):
+        calls.append(out)
+        out.write_bytes(b"onnx")
+        (out.parent / (out.name + ".data")).write_bytes(b"weights")
+        return out
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        ensure_onnx(spec, tmp_path, failing)
+    assert not any(p.is_file() for p in tmp_path.rglob("*")), "a failed export left files behind"
+    path = ensure_onnx(spec, tmp_path, working)
+    assert path.read_bytes() == b"onnx" and (path.parent / (path.name + ".data")).is_file()
+    assert ensure_onnx(spec, tmp_path, working) == path and len(calls) == 1
+    other = GatewaySettings(**{**TINY, "seed": 1}).model_spec()
+    assert ensure_onnx(other, tmp_path, working) != path  # other weights, other file
+
+
 @pytest.fixture(scope="module")
 def reference(photos):
     with TestClient(create_app(GatewaySettings(backend="torch", **TINY))) as client:
