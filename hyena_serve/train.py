@@ -1,7 +1,8 @@
 """Train a HyenaPixel-family classifier: ``python -m hyena_serve.train``.
 
-The defaults train a small ``hpx_former_s4`` on scikit-learn's digits at 32×32 to ~97%
-validation accuracy in a few minutes on two CPU cores. Run under ``torchrun`` for data
+The defaults train a small ``hpx_former_s4`` (dims 32/64/96/128, 0.75M parameters) on
+scikit-learn's digits at 32×32 to 98-100% validation accuracy in about three minutes on one
+busy CPU core. Run under ``torchrun`` for data
 parallelism (gloo on CPU, nccl on CUDA); only rank 0 logs and writes files. Each epoch
 writes ``OUT/last.pt`` (resume with ``--resume OUT/last.pt``) and ``OUT/model.safetensors``
 (+ ``model_best.safetensors``); the last stdout line is a JSON summary of the run.
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--depths", nargs="+", default=None, metavar="N", help="blocks per stage")
     g.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--epochs", type=int, default=20)
     g.add_argument("--batch-size", type=int, default=64, help="global batch size (split over processes)")
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     g.add_argument("--min-lr", type=float, default=1e-5, help="cosine floor")
@@ -83,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", default=None, metavar="PATH", help="continue from a last.pt checkpoint")
     g.add_argument("--stop-at-epoch", type=int, default=None, metavar="E",
                    help="exit after epoch E (the schedule still spans --epochs); resume later")
-    g.add_argument("--threads", type=int, default=None, help="torch intra-op threads per process")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads per process; 0 keeps torch's default. Small models "
+                        "gain little from more, and spin-waiting threads collapse on a busy machine: "
+                        "use torchrun to spread over cores")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a TTY)")
     return p
@@ -268,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             args = _merge_resumed_args(args, parser, state["args"])
         _check_args(args)
         _ensure_writable(Path(args.out))
-        if args.threads is not None:
+        if args.threads < 0:
+            raise TrainError("--threads must be >= 0")
+        if args.threads > 0:
             torch.set_num_threads(args.threads)
         summary = run(args, state, t_start)
     except TrainError as e:
