@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -45,11 +46,11 @@ class TrainError(Exception):
     """A user-facing problem with the arguments or files; reported without a traceback."""
 
 
-def _int_list(values: list[str]) -> tuple[int, ...]:
+def _int_list(values: list[str], flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for item in values for v in item.split(",") if v)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    except ValueError:
+        raise TrainError(f"{flag} takes integers (e.g. 32,64,96,128), got {' '.join(values)!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="hpx_former_s4")
     g.add_argument("--dims", nargs="+", default=["32,64,96,128"], metavar="D",
-                   help="channels per stage, e.g. 32,64,96,128 or 32 64 96 128")
+                   help="channels per stage, e.g. 32,64,96,128 or 32 64 96 128 (default: a "
+                        "digits-sized model); 'native' keeps the variant's own widths")
     g.add_argument("--depths", nargs="+", default=None, metavar="N", help="blocks per stage")
     g.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
     g = p.add_argument_group("optimisation")
@@ -134,11 +136,21 @@ def _create_model(args: argparse.Namespace) -> nn.Module:
     if args.model not in names:
         raise TrainError(f"unknown model {args.model!r}; available: {', '.join(sorted(names))}")
     kwargs = {"num_classes": NUM_CLASSES, "img_size": args.img_size, "drop_path_rate": args.drop_path}
-    if args.dims:
-        kwargs["dims"] = _int_list(args.dims)
+    if args.dims and args.dims != ["native"]:
+        kwargs["dims"] = _int_list(args.dims, "--dims")
     if args.depths:
-        kwargs["depths"] = _int_list(args.depths)
+        kwargs["depths"] = _int_list(args.depths, "--depths")
     return create_model(args.model, **kwargs)
+
+
+def _model_config(model: nn.Module, args: argparse.Namespace) -> dict:
+    """What serving needs to rebuild the model and feed it the training preprocessing."""
+    dims = getattr(model, "dims", None)
+    stages = getattr(model, "stages", None)
+    return {"model": args.model, "dims": list(dims) if dims is not None else None,
+            "depths": [len(s) for s in stages] if stages is not None else None,
+            "num_classes": NUM_CLASSES, "img_size": args.img_size, "mean": DIGITS_MEAN,
+            "std": DIGITS_STD, "interpolation": "bilinear", "dataset": args.dataset}
 
 
 def _seed_everything(seed: int) -> None:
@@ -200,10 +212,7 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
     train_model = DistributedDataParallel(model) if ctx.enabled else model
     sampler = make_sampler(len(train_split), args.seed, ctx)
     progress = ctx.is_main and not args.no_progress and sys.stderr.isatty()
-    meta = {"model": args.model, "dims": _int_list(args.dims) if args.dims else None,
-            "depths": _int_list(args.depths) if args.depths else None, "num_classes": NUM_CLASSES,
-            "img_size": args.img_size, "mean": DIGITS_MEAN, "std": DIGITS_STD,
-            "interpolation": "bilinear", "dataset": args.dataset}
+    meta = _model_config(model, args)
     _log(ctx, f"{args.model} dims={meta['dims']} params={n_params:,} | {args.dataset}: "
               f"{len(train_split)} train / {len(val_split)} val at {args.img_size}px | "
               f"{steps} steps/epoch, {ctx.world_size} process(es) on {device}, "
@@ -219,6 +228,9 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
                              criterion=criterion, device=device, amp=args.amp,
                              clip_grad=args.clip_grad, augment=not args.no_augment, seed=args.seed,
                              ctx=ctx, progress=progress, desc=f"epoch {epoch + 1}/{args.epochs}")
+        if not math.isfinite(tr.loss):
+            raise TrainError(f"training diverged: non-finite loss in epoch {epoch + 1}; lower --lr"
+                             + (" or drop --amp" if args.amp else ""))
         # The unwrapped model: processes may run different numbers of val batches.
         val = evaluate(model, val_split, batch_size=max(args.batch_size, 256), device=device,
                        amp=args.amp, ctx=ctx)

@@ -43,7 +43,8 @@ class WarmupCosine:
 
     def __init__(self, warmup_steps: int, total_steps: int, floor: float = 0.0):
         if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
-            raise ValueError(f"need 0 <= warmup_steps ({warmup_steps}) <= total_steps ({total_steps}), total >= 1")
+            raise ValueError(f"need 0 <= warmup_steps ({warmup_steps}) <= total_steps ({total_steps})"
+                             " and total_steps >= 1")
         self.warmup_steps, self.total_steps, self.floor = warmup_steps, total_steps, floor
 
     def __call__(self, step: int) -> float:
