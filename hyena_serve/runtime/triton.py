@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import asynccontextmanager
 
 import numpy as np
 
@@ -52,41 +53,54 @@ class TritonBackend(Backend):
         self.timeout_s = timeout_s
         self.max_batch_size = DEFAULT_MAX_BATCH_SIZE
         self.info = spec.info("triton", "triton", triton_model=self.model, triton_url=url, triton_protocol=protocol)
-        self._client = None
-        self._module = None
+        self._conn: _Connection | None = None
         self._checked = False
 
-    # --- client -------------------------------------------------------------------------
+    # --- connection ---------------------------------------------------------------------
+    # A failed connection is retired: new calls get a fresh client, and the old one is
+    # closed only when its last in-flight call is done (closing a gRPC channel under a
+    # running call would cancel that call).
 
-    def _get_client(self):
-        if self._client is None:
+    def _connect(self) -> _Connection:
+        if self._conn is None:
             if self.protocol == "http":
                 import tritonclient.http.aio as module
 
-                self._client = module.InferenceServerClient(self.url, conn_timeout=self.timeout_s)
+                client = module.InferenceServerClient(self.url, conn_timeout=self.timeout_s)
             else:
                 import tritonclient.grpc.aio as module
 
-                self._client = module.InferenceServerClient(self.url, channel_args=_GRPC_CHANNEL_ARGS)
-            self._module = module
-        return self._client
+                client = module.InferenceServerClient(self.url, channel_args=_GRPC_CHANNEL_ARGS)
+            self._conn = _Connection(client, module)
+        return self._conn
 
-    async def _reset_client(self) -> None:
-        client, self._client = self._client, None
-        self._checked = False
-        if client is not None:
-            try:
-                await client.close()
-            except Exception:  # closing a broken connection may fail; it is gone either way
-                pass
+    @asynccontextmanager
+    async def _using(self):
+        conn = self._connect()
+        conn.users += 1
+        try:
+            yield conn
+        except (Exception, asyncio.CancelledError) as exc:
+            if _connection_lost(exc):
+                self._retire(conn)
+            raise
+        finally:
+            conn.users -= 1
+            if conn.retired and conn.users == 0:
+                await conn.close()
 
-    async def _check_model(self) -> None:
+    def _retire(self, conn: _Connection) -> None:
+        if self._conn is conn:
+            self._conn = None
+            self._checked = False
+        conn.retired = True
+
+    async def _check_model(self, conn: _Connection) -> None:
         """Once per connection: read max_batch_size and check the input shape."""
-        client = self._get_client()
         if self.protocol == "http":
-            config = await client.get_model_config(self.model)
+            config = await conn.client.get_model_config(self.model)
         else:
-            config = (await client.get_model_config(self.model, as_json=True))["config"]
+            config = (await conn.client.get_model_config(self.model, as_json=True))["config"]
         self.max_batch_size = int(config.get("max_batch_size", 0)) or DEFAULT_MAX_BATCH_SIZE
         for tensor in config.get("input", []):
             if tensor.get("name") == INPUT_NAME:
@@ -101,7 +115,6 @@ class TritonBackend(Backend):
     # --- Backend ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._get_client()
         if await self.ready():
             log.info("triton backend: %s at %s (%s) is ready", self.model, self.url, self.protocol)
         else:
@@ -110,58 +123,93 @@ class TritonBackend(Backend):
 
     async def ready(self) -> bool:
         try:
-            async with asyncio.timeout(min(self.timeout_s, 5.0)):
-                client = self._get_client()
-                if not await client.is_model_ready(self.model):
+            async with asyncio.timeout(min(self.timeout_s, 5.0)), self._using() as conn:
+                if not await conn.client.is_model_ready(self.model):
                     return False
                 if not self._checked:
-                    await self._check_model()
+                    await self._check_model(conn)
                 return True
+        except asyncio.CancelledError:
+            if _really_cancelled():
+                raise
+            return False
         except Exception:  # readiness never raises: down, refused, timed out all mean "no"
-            await self._reset_client()
             return False
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.spec.resolution)
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s), self._using() as conn:
                 if not self._checked:
-                    await self._check_model()
-                chunks = [batch[i : i + self.max_batch_size] for i in range(0, len(batch), self.max_batch_size)]
-                parts = await asyncio.gather(*(self._infer_chunk(c) for c in chunks))
+                    await self._check_model(conn)
+                step = self.max_batch_size
+                chunks = [batch[i : i + step] for i in range(0, len(batch), step)]
+                parts = await asyncio.gather(*(self._infer_chunk(conn, c) for c in chunks))
         except BackendUnavailable:
             raise
         except TimeoutError:
-            await self._reset_client()
             raise BackendUnavailable(f"Triton at {self.url} did not answer within {self.timeout_s:g} s") from None
+        except asyncio.CancelledError:
+            if _really_cancelled():
+                raise
+            raise BackendUnavailable(f"Triton at {self.url} ({self.protocol}): the call was cancelled") from None
         except Exception as exc:
-            if _connection_lost(exc):
-                await self._reset_client()
             raise BackendUnavailable(f"Triton at {self.url} ({self.protocol}) failed: {_describe(exc)}") from None
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    async def _infer_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        client, module = self._get_client(), self._module
+    async def _infer_chunk(self, conn: _Connection, chunk: np.ndarray) -> np.ndarray:
+        module = conn.module
         inp = module.InferInput(INPUT_NAME, list(chunk.shape), "FP32")
         inp.set_data_from_numpy(chunk)
         if self.protocol == "http":
             outputs = [module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
         else:
             outputs = [module.InferRequestedOutput(OUTPUT_NAME)]
-        result = await client.infer(self.model, [inp], outputs=outputs)
+        result = await conn.client.infer(self.model, [inp], outputs=outputs)
         logits = result.as_numpy(OUTPUT_NAME)
         if logits is None or logits.shape[0] != chunk.shape[0]:
             raise RuntimeError(f"Triton returned {None if logits is None else logits.shape} for a batch of {len(chunk)}")
         return logits.astype(np.float32, copy=False)
 
     async def close(self) -> None:
-        await self._reset_client()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+
+class _Connection:
+    """One tritonclient client and the calls currently using it."""
+
+    def __init__(self, client, module) -> None:
+        self.client = client
+        self.module = module
+        self.users = 0
+        self.retired = False
+        self._closed = False
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.client.close()
+        except Exception:  # closing a broken connection may fail; it is gone either way
+            pass
+
+
+def _really_cancelled() -> bool:
+    """Whether the current task is being cancelled (rather than a CancelledError that a
+    closed gRPC channel raised inside a call)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _connection_lost(exc: BaseException) -> bool:
     """True unless the server itself answered with an error (then the connection is fine)."""
     from tritonclient.utils import InferenceServerException
 
+    if isinstance(exc, BackendUnavailable):
+        return False
     if isinstance(exc, InferenceServerException):
         return "UNAVAILABLE" in str(exc.status() or "")
     return True
