@@ -29,6 +29,10 @@ _GRPC_CHANNEL_ARGS = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.enable_retries", 0),
+    # With a DNS name that resolves to several Triton replicas (a Kubernetes headless
+    # Service), spread calls over all of them instead of pinning the one channel to the
+    # first address; with a single address this changes nothing.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 
