@@ -18,6 +18,7 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,32 +56,35 @@ def _int_list(values: list[str], flag: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hyena_serve.train",
-                                description="Train a HyenaPixel-family classifier (torchrun for DDP).")
+                                description="Train a HyenaPixel-family classifier (torchrun for DDP).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=["digits"], default="digits")
-    g.add_argument("--img-size", type=int, default=32)
-    g.add_argument("--val-fraction", type=float, default=0.2)
+    g.add_argument("--dataset", choices=["digits"], default="digits",
+                   help="scikit-learn's 8×8 digits, upsampled bilinearly to --img-size")
+    g.add_argument("--img-size", type=int, default=32, help="input side in pixels")
+    g.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation share")
     g.add_argument("--subset", type=int, default=None, metavar="N",
                    help="use at most N train and N val samples (quick runs, tests)")
     g.add_argument("--no-augment", action="store_true", help="disable random affine augmentation")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="hpx_former_s4")
+    g.add_argument("--model", default="hpx_former_s4", help="registered model name")
     g.add_argument("--dims", nargs="+", default=["32,64,96,128"], metavar="D",
-                   help="channels per stage, e.g. 32,64,96,128 or 32 64 96 128 (default: a "
-                        "digits-sized model); 'native' keeps the variant's own widths")
+                   help="channels per stage, e.g. 32,64,96,128 or 32 64 96 128 (digits-sized); "
+                        "'native' keeps the variant's own widths")
     g.add_argument("--depths", nargs="+", default=None, metavar="N", help="blocks per stage")
     g.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=20)
+    g.add_argument("--epochs", type=int, default=20, help="length of the schedule")
     g.add_argument("--batch-size", type=int, default=64, help="global batch size (split over processes)")
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     g.add_argument("--min-lr", type=float, default=1e-5, help="cosine floor")
-    g.add_argument("--weight-decay", type=float, default=0.05)
-    g.add_argument("--warmup-epochs", type=float, default=2.0)
-    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--weight-decay", type=float, default=0.05,
+                   help="AdamW decay of weight matrices/kernels (not norms, biases, scalars)")
+    g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warmup length")
+    g.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy smoothing")
     g.add_argument("--clip-grad", type=float, default=1.0, help="max grad norm; 0 disables")
     g.add_argument("--amp", action="store_true", help="bf16 autocast on CPU, fp16 + GradScaler on CUDA")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="split, init, sampling and augmentation")
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/digits", help="directory for checkpoints and weights")
     g.add_argument("--resume", default=None, metavar="PATH", help="continue from a last.pt checkpoint")
@@ -209,6 +213,10 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
             _seed_everything(args.seed + ctx.rank + 7919 * start_epoch)
         _log(ctx, f"resumed from {args.resume} at epoch {start_epoch}/{args.epochs}")
 
+    if ctx.enabled:
+        # Depthwise conv weights (C, 1, k, k) get grads whose stride differs only along the
+        # size-1 dim; DDP's layout check warns about that harmless case once per process.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     train_model = DistributedDataParallel(model) if ctx.enabled else model
     sampler = make_sampler(len(train_split), args.seed, ctx)
     progress = ctx.is_main and not args.no_progress and sys.stderr.isatty()

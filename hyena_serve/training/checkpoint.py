@@ -50,8 +50,12 @@ def gather_rng_states(ctx: DistContext) -> list[dict[str, Any]]:
     return states
 
 
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_name(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
@@ -59,7 +63,7 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
     """Model weights as safetensors; ``metadata`` values are stored JSON-encoded."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_name(path)
     save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
     os.replace(tmp, path)
 
