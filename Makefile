@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 # carry locally; on a GPU host pick a CUDA build, e.g.
 #   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= serve,export,triton,dev
-STAMP := $(VENV)/.installed-$(subst ,,$(EXTRAS))
+EXTRAS ?= serve,export,train,triton,dev
+STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: install serve test bench train clean help
