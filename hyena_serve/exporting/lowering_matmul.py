@@ -44,11 +44,15 @@ def _herm_weights(n: int, half: int) -> np.ndarray:
 
 # -- strategy choice -----------------------------------------------------------------------
 
-#: Maps with at most this many pixels per channel (2d) use the direct depthwise Conv when
-#: its tap count is small; measured at 7×7 (K=13) it beats the GEMM body ~5× (bench).
+#: Strategy thresholds, from bench/onnx_vs_torch.py --part ops --all-strategies (1 thread,
+#: B=1 and 8, medians, ratio ORT/torch): 2d 7×7 K=13: conv 0.17-0.20 vs dense2d 0.75-0.84;
+#: 2d 14×14 K=27: dense2d 0.36-0.50 vs conv 0.50-0.53; 1d L=49: dense1d 0.56-0.64 vs
+#: conv 3.3-4.1; 1d L=196 (N=392): dense1d 1.2-1.7 vs ct1d 1.5-2.6; 1d L=784 (N=1568):
+#: ct1d 1.7-2.1 vs dense1d 5.1. Conv for 2d when (output pixels × taps) per channel is
+#: small; never for 1d (ORT's long 1D depthwise Conv is slow).
 CONV_MAX_MACS_2D = 64 * 169
-CONV_MAX_MACS_1D = 49 * 97
-DENSE1D_MAX_N = 256
+CONV_MAX_MACS_1D = 0
+DENSE1D_MAX_N = 512
 
 
 def conv_taps(n: int, k: int) -> tuple[int, int]:
@@ -67,7 +71,7 @@ def choose_strategy(plan: FFTPlan) -> str:
         return "dense2d"
     (n,), (k,), (nfft,) = plan.spatial, plan.kernel, plan.fft
     t0, t1 = conv_taps(n, k)
-    if n * (t1 - t0 + 1) <= CONV_MAX_MACS_1D:
+    if n * (t1 - t0 + 1) <= CONV_MAX_MACS_1D:  # disabled (measured slower)
         return "conv"
     if nfft <= DENSE1D_MAX_N:
         return "dense1d"
@@ -149,7 +153,7 @@ def _dense2d(fb: BodyBuilder, plan: FFTPlan) -> None:
     # forward H (complex), only the H non-zero rows
     c, s = cis(np.arange(nh)[:, None], np.arange(h)[None, :], nh)
     z = fb.matmul(fb.const(left_block(c, s), "Fh"), a)                          # (B,C,2Nh,Mw)
-    zr, zi = fb.split2(fb.reshape(z, [0, 0, nh, 2, mw]), axis=3)
+    z = fb.reshape(z, [0, 0, nh, 2, mw])
 
     # spectrum: Kf + D at the centre tap, laid out (C, Nh, 2, Mw)
     frac = (np.mod(ch * np.arange(nh), nh)[:, None] / nh) + (np.mod(cw * np.arange(mw), nw)[None, :] / nw)
@@ -158,8 +162,9 @@ def _dense2d(fb: BodyBuilder, plan: FFTPlan) -> None:
     kt = fb.op("Add", ["Kf", fb.op("Mul", [fb.reshape("D", [-1, 1, 1, 1]), phase])])
     kt = fb.op("Transpose", [kt], perm=[0, 1, 3, 2])                            # (C,Nh,2,Mw)
     kr, ki = fb.split2(kt, axis=2)
-    kb = fb.op("Concat", [fb.op("Neg", [ki]), kr], axis=2)
-    y = fb.cmul_split(zr, zi, kt, kb)                                           # (B,C,Nh,2,Mw)
+    ka = fb.op("Concat", [kr, kr], axis=2)
+    kb = fb.op("Concat", [fb.op("Neg", [ki]), ki], axis=2)
+    y = fb.cmul_swap(z, 3, ka, kb)                                              # (B,C,Nh,2,Mw)
 
     # inverse H, only the kept rows ch..ch+H-1, 1/Nh folded
     c, s = cis(ch + np.arange(h)[:, None], np.arange(nh)[None, :], nh, sign=+1.0)
@@ -209,31 +214,31 @@ def _ct1d(fb: BodyBuilder, plan: FFTPlan, factors: CTFactors | None = None) -> N
     f1 = np.empty((2 * half, rows))
     f1[0::2], f1[1::2] = c, s
     p = fb.matmul(fb.const(f1, "F1"), x)                                         # (B,C,2h,N2)
-    pr, pi = fb.split2(fb.reshape(p, [0, 0, half, 2, n2]), axis=3)
+    p = fb.reshape(p, [0, 0, half, 2, n2])
     # stage 2: twiddle exp(-2πi n2 k1 / N)
     tc, ts = cis(k1[:, None], np.arange(n2)[None, :], nfft)
-    q = fb.cmul_split(pr, pi, fb.const(np.stack([tc, ts], 1), "twA"), fb.const(np.stack([-ts, tc], 1), "twB"))
+    q = fb.cmul_swap(p, 3, fb.const(np.stack([tc, tc], 1), "twA"), fb.const(np.stack([-ts, ts], 1), "twB"))
     # stage 3: DFT over n2 (right GEMM on [re | im] rows)
     c, s = cis(np.arange(n2)[:, None], np.arange(n2)[None, :], n2)
     z = fb.matmul(fb.reshape(q, [0, 0, half, 2 * n2]), fb.const(right_block(c, s), "F2"))
-    zr, zi = fb.split2(fb.reshape(z, [0, 0, half, 2, n2]), axis=3)
+    z = fb.reshape(z, [0, 0, half, 2, n2])
 
     # spectrum at bins k = k1 + N1·k2, crop shift and skip folded
     kidx = k1[:, None] + n1 * np.arange(n2)[None, :]
     kre, kim = _shifted_full_spectrum_1d(fb, plan, kidx)                        # (C,h,N2)
     kre = fb.op("Unsqueeze", [kre, fb.ints([2])])
     kim = fb.op("Unsqueeze", [kim, fb.ints([2])])
-    ka = fb.op("Concat", [kre, kim], axis=2)
-    kb = fb.op("Concat", [fb.op("Neg", [kim]), kre], axis=2)
-    y = fb.cmul_split(zr, zi, ka, kb)                                           # (B,C,h,2,N2)
+    ka = fb.op("Concat", [kre, kre], axis=2)
+    kb = fb.op("Concat", [fb.op("Neg", [kim]), kim], axis=2)
+    y = fb.cmul_swap(z, 3, ka, kb)                                              # (B,C,h,2,N2)
 
     # stage 5: inverse DFT over k2 (right GEMM)
     c, s = cis(np.arange(n2)[:, None], np.arange(n2)[None, :], n2, sign=+1.0)
     u = fb.matmul(fb.reshape(y, [0, 0, half, 2 * n2]), fb.const(right_block(c, s), "G2"))
-    ur, ui = fb.split2(fb.reshape(u, [0, 0, half, 2, n2]), axis=3)
+    u = fb.reshape(u, [0, 0, half, 2, n2])
     # stage 6: twiddle exp(+2πi n2 k1 / N)
     tc, ts = cis(k1[:, None], np.arange(n2)[None, :], nfft, sign=+1.0)
-    u = fb.cmul_split(ur, ui, fb.const(np.stack([tc, ts], 1), "itwA"), fb.const(np.stack([-ts, tc], 1), "itwB"))
+    u = fb.cmul_swap(u, 3, fb.const(np.stack([tc, tc], 1), "itwA"), fb.const(np.stack([-ts, ts], 1), "itwB"))
     # stage 7: real part of the inverse over k1, only the kept rows; weights and 1/N folded
     c, s = cis(np.arange(rows)[:, None], k1[None, :], n1, sign=+1.0)
     wt = _herm_weights(n1, half)[None, :] / nfft
@@ -252,13 +257,13 @@ def _dense1d(fb: BodyBuilder, plan: FFTPlan) -> None:
     x = fb.reshape(fb.op("Cast", ["X"], to=FLOAT), [0, 0, 1, length])
     c, s = cis(np.arange(length)[:, None], np.arange(m)[None, :], nfft)
     z = fb.matmul(x, fb.const(np.concatenate([c, s], axis=1), "F"))            # (B,C,1,2M)
-    zr, zi = fb.split2(fb.reshape(z, [0, 0, 2, m]), axis=2)
+    z = fb.reshape(z, [0, 0, 2, m])
     kre, kim = _shifted_full_spectrum_1d(fb, plan, np.arange(m))               # (C,M)
     kre = fb.op("Unsqueeze", [kre, fb.ints([1])])
     kim = fb.op("Unsqueeze", [kim, fb.ints([1])])
-    ka = fb.op("Concat", [kre, kim], axis=1)
-    kb = fb.op("Concat", [fb.op("Neg", [kim]), kre], axis=1)
-    y = fb.reshape(fb.cmul_split(zr, zi, ka, kb), [0, 0, 1, 2 * m])
+    ka = fb.op("Concat", [kre, kre], axis=1)
+    kb = fb.op("Concat", [fb.op("Neg", [kim]), kim], axis=1)
+    y = fb.reshape(fb.cmul_swap(z, 2, ka, kb), [0, 0, 1, 2 * m])
     c, s = cis(np.arange(m)[:, None], np.arange(length)[None, :], nfft, sign=+1.0)
     wt = (_herm_weights(nfft, m) / nfft)[:, None]
     out = fb.matmul(y, fb.const(np.concatenate([c * wt, -s * wt], axis=0), "G"))
