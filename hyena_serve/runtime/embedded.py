@@ -121,6 +121,9 @@ class EmbeddedBackend(Backend):
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
+        # Idle ORT worker threads spin by default; in a server process they then take the
+        # cores the event loop and the decode/preprocess threads need between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         inputs = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]
