@@ -148,6 +148,16 @@ def test_dft_body_exports_and_matches(tmp_path):
     assert any(n.op_type == "DFT" for f in proto.functions for n in f.node)
 
 
+def test_fp16_export(tmp_path):
+    """float16 I/O (Kf, D and the FFT stay float32); parity inside at 1e-2 x logit scale."""
+    model, path = _export("hpx_former_s4", tmp_path, fp16=True)
+    proto = onnx.load(str(path))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    kf = {n.input[1] for n in fftconv_onnx.fftconv_nodes(proto)}
+    assert all(t.data_type == onnx.TensorProto.FLOAT for t in proto.graph.initializer if t.name in kf)
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, str(REPO / "export" / "to_onnx.py"), *args],
                           capture_output=True, text=True, timeout=300, cwd=REPO)

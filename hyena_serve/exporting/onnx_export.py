@@ -191,6 +191,9 @@ def export_onnx(model: str | torch.nn.Module, res: int = 224, out: str | os.Path
                 report = check_parity(net, tmp, config, res=res, fp16=fp16, rtol=1e-2 if fp16 else 1e-4)
             if progress:
                 print(f"[export] parity ok: {report.summary()}", file=sys.stderr)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; artifacts are shared files
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
