@@ -21,12 +21,7 @@ from hyena_serve.models.checkpoint import (
 DIMS = (64, 128, 320, 512)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _backbone_layout(mixer_keys, num_classes=1000):

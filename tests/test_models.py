@@ -16,13 +16,7 @@ RELEASED = ["hpx_former_s18", "hpx_former_s18_384", "hpx_former_b36", "hpx_a_for
             "hb_former_s18", "hb_former_b36", "hb_a_former_s18"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops on a shared 2-core host: one intra-op thread avoids OpenMP contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small(name: str, **kw):

@@ -9,7 +9,6 @@ only when complete, so an interrupted export never leaves a broken cache.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -22,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
-from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelSpec, check_batch
-from hyena_serve.runtime.batching import MicroBatcher
+from hyena_serve.runtime.base import ModelSpec
+from hyena_serve.runtime.in_process import InProcessBackend
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,9 @@ def ensure_onnx(spec: ModelSpec, artifacts_dir: str | Path, exporter: Callable[[
     return target
 
 
-class EmbeddedBackend(Backend):
+class EmbeddedBackend(InProcessBackend):
+    kind = "embedded"
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -95,26 +96,21 @@ class EmbeddedBackend(Backend):
         threads: int = 0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.spec = spec
+        super().__init__(spec, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, threads=threads,
+                         on_batch=on_batch)
         self.artifacts_dir = Path(artifacts_dir)
         self.onnx_path = Path(onnx_path) if onnx_path is not None else None
         self.info = spec.info("embedded", "onnxruntime_onnx")
-        self._threads = threads
         self._session = None
-        self._ready = False
-        self._batcher = MicroBatcher(
-            self._run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, on_batch=on_batch, name="ort-infer"
-        )
 
-    async def start(self) -> None:
+    def _load(self) -> None:
         if self.onnx_path is None:
-            self.onnx_path = await asyncio.to_thread(ensure_onnx, self.spec, self.artifacts_dir)
+            self.onnx_path = ensure_onnx(self.spec, self.artifacts_dir)
         log.info("embedded backend: loading %s into ONNX Runtime", self.onnx_path)
-        self._session = await asyncio.to_thread(self._open_session, self.onnx_path)
-        self._batcher.start()
-        await self._batcher.submit(np.zeros((1, 3, self.spec.resolution, self.spec.resolution), np.float32))
-        self._ready = True
-        log.info("embedded backend ready: %s at %d px", self.spec.name, self.spec.resolution)
+        self._session = self._open_session(self.onnx_path)
+
+    def _unload(self) -> None:
+        self._session = None
 
     def _open_session(self, path: Path):
         import onnxruntime as ort
@@ -134,16 +130,3 @@ class EmbeddedBackend(Backend):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         (logits,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return logits
-
-    async def infer(self, batch: np.ndarray) -> np.ndarray:
-        if not self._ready:
-            raise BackendUnavailable("model is still loading")
-        return await self._batcher.submit(check_batch(batch, self.spec.resolution))
-
-    async def ready(self) -> bool:
-        return self._ready
-
-    async def close(self) -> None:
-        self._ready = False
-        await self._batcher.close()
-        self._session = None

@@ -3,14 +3,13 @@ served resolution, run in-process through the micro-batcher."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import numpy as np
 
-from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelSpec, check_batch
-from hyena_serve.runtime.batching import MicroBatcher
+from hyena_serve.runtime.base import ModelSpec
+from hyena_serve.runtime.in_process import InProcessBackend
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,9 @@ def build_torch_model(spec: ModelSpec):
     return model
 
 
-class TorchBackend(Backend):
+class TorchBackend(InProcessBackend):
+    kind = "torch"
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -49,46 +50,25 @@ class TorchBackend(Backend):
         threads: int = 0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.spec = spec
+        super().__init__(spec, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, threads=threads,
+                         on_batch=on_batch)
         self.info = spec.info("torch", "pytorch_torch")
-        self._threads = threads
         self._model = None
-        self._ready = False
-        self._batcher = MicroBatcher(
-            self._run, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, on_batch=on_batch, name="torch-infer"
-        )
 
-    async def start(self) -> None:
-        log.info("torch backend: building %s at %d px (%s)", self.spec.name, self.spec.resolution,
-                 f"checkpoint {self.spec.checkpoint}" if self.spec.pretrained else f"random weights, seed {self.spec.seed}")
-        self._model = await asyncio.to_thread(self._load)
-        self._batcher.start()
-        await self._batcher.submit(np.zeros((1, 3, self.spec.resolution, self.spec.resolution), np.float32))
-        self._ready = True
-        log.info("torch backend ready")
-
-    def _load(self):
+    def _load(self) -> None:
         import torch
 
+        log.info("torch backend: building %s at %d px (%s)", self.spec.name, self.spec.resolution,
+                 f"checkpoint {self.spec.checkpoint}" if self.spec.pretrained else f"random weights, seed {self.spec.seed}")
         if self._threads > 0:
             torch.set_num_threads(self._threads)
-        return build_torch_model(self.spec)
+        self._model = build_torch_model(self.spec)
+
+    def _unload(self) -> None:
+        self._model = None
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             return self._model(torch.from_numpy(batch)).float().numpy()
-
-    async def infer(self, batch: np.ndarray) -> np.ndarray:
-        if not self._ready:
-            raise BackendUnavailable("model is still loading")
-        return await self._batcher.submit(check_batch(batch, self.spec.resolution))
-
-    async def ready(self) -> bool:
-        return self._ready
-
-    async def close(self) -> None:
-        self._ready = False
-        await self._batcher.close()
-        self._model = None
