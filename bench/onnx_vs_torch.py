@@ -226,6 +226,8 @@ def bench_ops(args) -> list[dict]:
             if plan.fft[0] > 2048:
                 cands = [s for s in cands if s != "dense1d"]
             strategies += [s for s in cands if s != chosen]
+        if args.with_dft:
+            strategies.append("dft")
         base = dict(part="ops", shape=shape, batches=args.batches, threads=args.threads)
         children = {"torch": Child({**base, "backend": "torch"})}
         for s in strategies:
@@ -259,6 +261,7 @@ def main(argv=None) -> int:
     p.add_argument("--per-block", type=int, default=5, help="calls per block")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--all-strategies", action="store_true", help="ops: time every applicable body strategy")
+    p.add_argument("--with-dft", action="store_true", help="ops: also time the plain DFT body")
     p.add_argument("--cache", default=str(REPO / "bench" / "out" / "onnx"), help="where exported models are kept")
     p.add_argument("--reexport", action="store_true")
     p.add_argument("--no-check", action="store_true", help="skip the parity check when exporting")
