@@ -32,18 +32,9 @@ def _train(argv: list[str]) -> int:
 
 
 def _export(argv: list[str]) -> int:
-    import importlib.util
+    from hyena_serve.exporting.cli import main
 
-    script = Path(__file__).resolve().parents[1] / "export" / "to_onnx.py"
-    if not script.is_file():
-        print(f"error: the exporter script {script} is not here (it ships with the source checkout, "
-              "not the wheel); use `hyena-serve repo` or hyena_serve.exporting.onnx_export.export_onnx",
-              file=sys.stderr)
-        return 2
-    spec = importlib.util.spec_from_file_location("hyena_export_to_onnx", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv) or 0
+    return main(argv) or 0
 
 
 def _triton(argv: list[str]) -> int:
@@ -54,7 +45,7 @@ def _triton(argv: list[str]) -> int:
 
 FORWARDED: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (_train, "train a model (arguments go to hyena_serve.train; see `hyena-serve train --help`)"),
-    "export": (_export, "export a model to ONNX (arguments go to export/to_onnx.py; "
+    "export": (_export, "export a model to ONNX (same as export/to_onnx.py; "
                         "see `hyena-serve export --help`)"),
     "triton": (_triton, "run a local tritonserver on the model repository until Ctrl-C "
                         "(see `hyena-serve triton --help`)"),
