@@ -40,7 +40,7 @@ def test_batch_profile_rejects_bad_text(text):
 
 
 def _attrs(model: onnx.ModelProto) -> dict[str, object]:
-    (node,) = [n for n in model.graph.node if n.op_type == "FFTConv"]
+    (node,) = [n for n in model.graph.node if n.op_type.startswith("FFTConv")]
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -63,6 +63,36 @@ def test_function_body_variants_drop_the_plugin_attributes_only(variant):
     assert "plugin_namespace" in _attrs(model), "the input model must not be modified"
 
 
+def test_function_body_variants_name_each_overload_and_still_run():
+    # Two plans in one graph: each node must reach its own body under a unique name, and
+    # ONNX Runtime must still compute the same result as with the overloads.
+    ort = pytest.importorskip("onnxruntime")
+    plan_a, plan_b = plan_fft(MODE_2D, 5, 6, (3, 5)), plan_fft(MODE_2D, 5, 6, (5, 7))
+    rng = np.random.default_rng(0)
+    kf_a = rng.standard_normal((2, *plan_a.spectrum_shape, 2)).astype(np.float32)
+    kf_b = rng.standard_normal((2, *plan_b.spectrum_shape, 2)).astype(np.float32)
+    chained = standalone_model(plan_a, kf_a, np.ones(2, np.float32), body="matmul")
+    second = standalone_model(plan_b, kf_b, np.ones(2, np.float32), body="matmul")
+    # Y = FFTConv_b(FFTConv_a(X)): the second node reads the first's output.
+    node = second.graph.node[0]
+    node.input[:] = ["Y", "Kf_b", "D_b"]
+    node.output[:] = ["Z"]
+    for init in second.graph.initializer:
+        init.name += "_b"
+    chained.graph.node.append(node)
+    chained.graph.initializer.extend(second.graph.initializer)
+    chained.functions.extend(second.functions)
+    chained.graph.output[0].name = "Z"
+    prepared = trtb.prepare_onnx(chained, "gemm")
+    names = sorted(f.name for f in prepared.functions)
+    assert len(set(names)) == 2 and all(n.startswith("FFTConv__") for n in names)
+    assert not any(f.overload for f in prepared.functions) and not any(n.overload for n in prepared.graph.node)
+    onnx.checker.check_model(prepared, full_check=True)
+    x = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString()).run(None, {"X": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(prepared), run(chained), rtol=1e-6, atol=1e-6)
+
+
 def test_prepare_rejects_models_without_fftconv_and_plugin_nodes_without_attributes():
     model = _tiny_fftconv_model()
     empty = onnx.ModelProto()
@@ -70,7 +100,12 @@ def test_prepare_rejects_models_without_fftconv_and_plugin_nodes_without_attribu
     del empty.graph.node[:]
     with pytest.raises(ValueError, match="no hyena::FFTConv node"):
         trtb.prepare_onnx(empty, "plugin")
-    stripped = trtb.prepare_onnx(model, "gemm")
+    stripped = onnx.ModelProto()
+    stripped.CopyFrom(model)
+    node = stripped.graph.node[0]
+    kept = [a for a in node.attribute if a.name != "plugin_namespace"]
+    del node.attribute[:]
+    node.attribute.extend(kept)
     with pytest.raises(ValueError, match="would not pick the plugin"):
         trtb.prepare_onnx(stripped, "plugin")
     with pytest.raises(ValueError, match="unknown FFTConv variant"):

@@ -76,8 +76,13 @@ class BatchProfile:
         return tuple((b, 3, res, res) for b in (self.min, self.opt, self.max))  # type: ignore[return-value]
 
 
+def _is_fftconv(node: onnx.NodeProto) -> bool:
+    """An FFTConv node, under its own name or a per-overload one (``FFTConv__<overload>``)."""
+    return node.domain == ONNX_OP_DOMAIN and (node.op_type == ONNX_OP_TYPE or node.op_type.startswith(f"{ONNX_OP_TYPE}__"))
+
+
 def fftconv_node_names(model: onnx.ModelProto) -> list[str]:
-    return [n.name for n in model.graph.node if n.domain == ONNX_OP_DOMAIN and n.op_type == ONNX_OP_TYPE]
+    return [n.name for n in model.graph.node if _is_fftconv(n)]
 
 
 def prepare_onnx(model: onnx.ModelProto, variant: str) -> onnx.ModelProto:
@@ -91,7 +96,7 @@ def prepare_onnx(model: onnx.ModelProto, variant: str) -> onnx.ModelProto:
         raise ValueError(f"unknown FFTConv variant {variant!r}; expected one of {VARIANTS}")
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    nodes = [n for n in out.graph.node if n.domain == ONNX_OP_DOMAIN and n.op_type == ONNX_OP_TYPE]
+    nodes = [n for n in out.graph.node if _is_fftconv(n)]
     if not nodes:
         raise ValueError("the ONNX model has no hyena::FFTConv node: not a hyena_serve export")
     for node in nodes:
@@ -104,7 +109,26 @@ def prepare_onnx(model: onnx.ModelProto, variant: str) -> onnx.ModelProto:
             kept = [a for a in node.attribute if a.name not in PLUGIN_ATTRIBUTES]
             del node.attribute[:]
             node.attribute.extend(kept)
+    if variant != "plugin":
+        _unique_function_names(out)
     return out
+
+
+def _unique_function_names(model: onnx.ModelProto) -> None:
+    """Give every FFTConv function overload a name of its own (``FFTConv__<overload>``).
+
+    The exporter tells the per-plan bodies apart by the IR-10 ``overload`` field; a parser
+    that looks functions up by (domain, name) only would take one body for every node. With
+    unique names the file means the same to every consumer.
+    """
+    for fn in model.functions:
+        if fn.domain == ONNX_OP_DOMAIN and fn.name == ONNX_OP_TYPE and fn.overload:
+            fn.name = f"{ONNX_OP_TYPE}__{fn.overload}"
+            fn.overload = ""
+    for node in model.graph.node:
+        if node.domain == ONNX_OP_DOMAIN and node.op_type == ONNX_OP_TYPE and node.overload:
+            node.op_type = f"{ONNX_OP_TYPE}__{node.overload}"
+            node.overload = ""
 
 
 def check_plugin_layers(expected_nodes: list[str], layers: Iterable[tuple[str, str]]) -> int:
