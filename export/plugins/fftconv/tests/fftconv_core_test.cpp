@@ -5,6 +5,7 @@
 // multiply by Kf with the 1/N scale -> inverse DFT -> crop + D*x) and compares it with a
 // direct convolution from the op's definition, for both modes.
 #include "fftconv_core.h"
+#include "test_check.h"
 
 #include <cmath>
 #include <complex>
@@ -16,19 +17,6 @@
 
 namespace
 {
-int gFailures = 0;
-int gChecks = 0;
-
-#define CHECK(cond)                                                                                                    \
-    do                                                                                                                 \
-    {                                                                                                                  \
-        ++gChecks;                                                                                                     \
-        if (!(cond))                                                                                                   \
-        {                                                                                                              \
-            ++gFailures;                                                                                               \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                             \
-        }                                                                                                              \
-    } while (0)
 
 #define CHECK_STATUS(expr, want)                                                                                       \
     do                                                                                                                 \

@@ -9,6 +9,7 @@
 // cleanly (error reported, no throw, no crash) on a host without a GPU.
 // Never link this with the real libnvinfer (it defines TensorRT's registry symbols).
 #include "fftconv_plugin.h"
+#include "test_check.h"
 
 #include <cstdio>
 #include <cstring>
@@ -20,19 +21,6 @@ using namespace hyena::fftconv;
 
 namespace
 {
-int gFailures = 0;
-int gChecks = 0;
-#define CHECK(cond)                                                                                                    \
-    do                                                                                                                 \
-    {                                                                                                                  \
-        ++gChecks;                                                                                                     \
-        if (!(cond))                                                                                                   \
-        {                                                                                                              \
-            ++gFailures;                                                                                               \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                             \
-        }                                                                                                              \
-    } while (0)
-
 class MockLogger : public ILogger
 {
 public:
