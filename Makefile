@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The torch build to install first. The default is the CPU build the project machines
 # carry locally; on a GPU host pick a CUDA build, e.g.
-#   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+#   make install TORCH_SPEC="torch==2.13.0 --index-url <PyTorch's CUDA wheel index>"
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= serve,export,train,triton,dev
 STAMP := $(VENV)/.installed
