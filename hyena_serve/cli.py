@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hyena_serve.cli_flags import add_backend_flags, add_model_flags, one_line, settings_from_args
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -52,34 +54,12 @@ FORWARDED: dict[str, tuple[Callable[[list[str]], int], str]] = {
 }
 
 
-# --- settings from flags ---------------------------------------------------------------------
+# --- shared flags ---------------------------------------------------------------------------
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model (default: HYENA_* environment, then built-in defaults)")
-    g.add_argument("--backend", choices=("embedded", "triton", "torch"), help="inference backend (HYENA_BACKEND)")
-    g.add_argument("--model", help="registry model name (HYENA_MODEL, default hpx_former_s18)")
-    g.add_argument("--res", dest="resolution", type=int, help="input resolution (HYENA_RESOLUTION, default 224)")
-    g.add_argument("--checkpoint", type=Path, help="weights file; without it weights are random (HYENA_CHECKPOINT)")
-    g.add_argument("--artifacts-dir", type=Path, help="ONNX export cache (HYENA_ARTIFACTS_DIR, default ./artifacts)")
-    g.add_argument("--onnx", dest="onnx_path", type=Path, help="serve this ONNX file (embedded backend)")
-    g.add_argument("--threads", type=int, help="intra-op threads of in-process backends (0 = default)")
-    g.add_argument("--triton-url", help="Triton host:port (HYENA_TRITON_URL)")
-    g.add_argument("--triton-protocol", choices=("http", "grpc"), help="HYENA_TRITON_PROTOCOL")
-    g.add_argument("--triton-model", help="Triton model name (default <model>_cpu)")
-
-
-_SETTING_FLAGS = ("backend", "model", "resolution", "checkpoint", "artifacts_dir", "onnx_path", "threads",
-                  "triton_url", "triton_protocol", "triton_model", "host", "port", "max_body_bytes",
-                  "max_concurrency", "request_timeout_s", "log_level")
-
-
-def settings_from_args(args: argparse.Namespace):
-    """Environment settings with the flags that were given on top (flags win)."""
-    from hyena_serve.gateway.settings import GatewaySettings
-
-    overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
-    return GatewaySettings(**overrides)
+    add_model_flags(p.add_argument_group("model (default: HYENA_* environment, then built-in defaults)"))
+    add_backend_flags(p.add_argument_group("backend"))
 
 
 # --- serve -------------------------------------------------------------------------------------
@@ -93,8 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("hyena_serve").info(
-        "serving %s at %d px with the %s backend on http://%s:%d (docs at /docs)",
-        settings.model, settings.resolution, settings.backend, settings.host, settings.port)
+        "serving with the %s backend on http://%s:%d (docs at /docs)", settings.backend, settings.host, settings.port)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     return 0
 
@@ -172,19 +151,22 @@ async def _classify_in_process(args: argparse.Namespace, images) -> list[tuple[s
 
 
 def cmd_repo(args: argparse.Namespace) -> int:
+    from hyena_serve.artifact import ArtifactError, build_artifact, open_artifact
     from hyena_serve.model_repo import fill_repository
-    from hyena_serve.runtime.base import ModelSpec
-    from hyena_serve.runtime.embedded import ensure_onnx
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    spec = ModelSpec(args.model, args.res, str(args.checkpoint) if args.checkpoint else None, args.seed)
     try:
-        onnx_path = args.onnx or ensure_onnx(spec, args.artifacts_dir)
-        entries = fill_repository(args.repository, onnx_path, args.model, args.res, spec.num_classes(), link=args.link)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        settings = settings_from_args(args)
+        if settings.onnx_path is not None:
+            artifact = open_artifact(settings.onnx_path)
+        else:
+            artifact = build_artifact(settings.model_spec(), settings.artifacts_dir)
+        entries = fill_repository(args.repository, artifact, link=args.link)
+    except (ArtifactError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    print(f"{args.repository}: {args.model} at {args.res} px from {onnx_path}")
+    m = artifact.manifest
+    print(f"{args.repository}: {m.model} at {m.resolution} px ({m.weights.describe()}) from {artifact.onnx_path}")
     for flavour, path in entries.items():
         print(f"  {flavour:5s} {path}")
     print(f"serve it with: hyena-serve triton --model-repository {args.repository}")
@@ -230,16 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("repo", help="export ONNX and fill the Triton model repository",
-                       description="Export the model to ONNX (cached in the artifacts dir, shared with the "
-                                   "embedded backend) and put it into the Triton repository "
-                                   "(<model>_cpu, <model>_onnx; configs for <model>_trt).")
-    p.add_argument("--res", type=int, default=224, help="input resolution (default 224)")
-    p.add_argument("--model", default="hpx_former_s18", help="registry model name (default hpx_former_s18)")
+                       description="Build the served-model artifact (ONNX + manifest, cached in the artifacts "
+                                   "dir and shared with the embedded backend) and put it into the Triton "
+                                   "repository (<model>_cpu, <model>_onnx; the config of <model>_trt). The model "
+                                   "comes from the same flags and HYENA_* settings as `serve`.")
+    add_model_flags(p.add_argument_group("model (default: HYENA_* environment, then built-in defaults)"))
+    p.add_argument("--onnx", dest="onnx_path", type=Path, help="use this exported ONNX file (and its manifest)")
     p.add_argument("--repository", type=Path, default=Path("model_repository"), help="default ./model_repository")
-    p.add_argument("--checkpoint", type=Path, help="weights file (default: random weights from --seed)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    p.add_argument("--onnx", type=Path, help="use this exported ONNX file instead of exporting")
-    p.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"), help="ONNX cache (default ./artifacts)")
     p.add_argument("--link", action="store_true", help="symlink the ONNX file instead of copying it")
     p.set_defaults(func=cmd_repo)
 

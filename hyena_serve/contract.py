@@ -7,6 +7,7 @@ down once here; nothing else spells them out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # --- the FFT-convolution op -----------------------------------------------------------
@@ -32,6 +33,9 @@ MODE_2D = "2d"
 MODE_1D_BIDIR = "1d_bidir"
 MODES = (MODE_2D, MODE_1D_BIDIR)
 
+#: Function bodies the exporter can give FFTConv: DFT-as-GEMM (fast) or plain ONNX DFT.
+FFTCONV_BODIES = ("matmul", "dft")
+
 #: Default opset of exported models (ONNX DFT needs >= 17; 20 is the exporter default).
 ONNX_OPSET = 20
 
@@ -39,6 +43,10 @@ ONNX_OPSET = 20
 
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "logits"
+
+#: The ``config.pbtxt`` parameter holding the served model's manifest (JSON), from which a
+#: gateway in front of Triton learns preprocessing and labels.
+TRITON_MANIFEST_PARAMETER = "hyena_manifest"
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,14 @@ def fft_size(n: int, k: int) -> int:
     return max(2 * n, k)
 
 
+def to_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """``7`` -> ``(7, 7)``; ``(7, 9)`` -> ``(7, 9)``: sizes given as one number or per axis."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
 def plan_fft(mode: str, height: int, width: int, kernel: tuple[int, ...] | int) -> FFTPlan:
     """The :class:`FFTPlan` for an ``(H, W)`` feature map in ``mode``.
 
@@ -85,7 +101,7 @@ def plan_fft(mode: str, height: int, width: int, kernel: tuple[int, ...] | int) 
     flattened in raster order to ``L = H*W`` and ``kernel`` is the filter length ``K``.
     """
     if mode == MODE_2D:
-        kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        kh, kw = to_pair(kernel)
         return FFTPlan(mode, (height, width), (kh, kw), (fft_size(height, kh), fft_size(width, kw)))
     if mode == MODE_1D_BIDIR:
         (k,) = (kernel,) if isinstance(kernel, int) else tuple(kernel)

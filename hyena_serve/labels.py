@@ -28,3 +28,15 @@ def class_names(num_classes: int) -> tuple[str, ...]:
     if num_classes == IMAGENET_NUM_CLASSES:
         return imagenet_classes()
     return tuple(f"class_{i}" for i in range(num_classes))
+
+
+#: Label lists shipped with the package, by the name a manifest uses for them.
+NAMED_LABELS = {"imagenet-1k": imagenet_classes}
+
+
+def named_labels(name: str) -> tuple[str, ...]:
+    """A shipped label list by name (``"imagenet-1k"``); ValueError for unknown names."""
+    try:
+        return NAMED_LABELS[name]()
+    except KeyError:
+        raise ValueError(f"unknown label list {name!r}; known: {', '.join(sorted(NAMED_LABELS))}") from None

@@ -14,8 +14,11 @@ The Python backend only looks for ``model.py`` inside the version folder (the co
 So the committed source is ``hyena_serve/runtime/triton_python_model.py`` and
 :func:`fill_repository` copies it to ``M_cpu/1/model.py`` next to the ONNX file.
 
-Every ``config.pbtxt`` is produced by :func:`config_pbtxt`; the committed ones are its
-output for the defaults (a test checks this), so edit the template, not the files.
+Every ``config.pbtxt`` is produced by :func:`config_pbtxt`. Filled entries carry the
+served model's manifest as the ``hyena_manifest`` parameter, so a gateway in front of
+Triton learns preprocessing and labels from the model config. The committed configs are
+the template's output for the defaults without a manifest (a test checks this): a
+gateway refuses them until ``hyena-serve repo`` has filled the repository.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+from hyena_serve.artifact import Artifact
+from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME, TRITON_MANIFEST_PARAMETER
+from hyena_serve.manifest import Manifest, manifest_path_for
 
 DEFAULT_MODEL = "hpx_former_s18"
-DEFAULT_RES = 224
+DEFAULT_INPUT_SIZE = (3, 224, 224)
 DEFAULT_NUM_CLASSES = 1000
 
 MAX_BATCH_SIZE = 8
@@ -67,20 +72,18 @@ def entry_name(model_name: str, flavour: str) -> str:
     return f"{model_name}_{FLAVOURS[flavour].suffix}"
 
 
-def config_pbtxt(
-    model_name: str = DEFAULT_MODEL,
-    flavour: str = "cpu",
-    res: int = DEFAULT_RES,
-    num_classes: int = DEFAULT_NUM_CLASSES,
-) -> str:
-    """Text of ``config.pbtxt`` for ``model_name`` served as ``flavour``.
+def config_pbtxt(flavour: str = "cpu", manifest: Manifest | None = None, *, model_name: str = DEFAULT_MODEL) -> str:
+    """Text of ``config.pbtxt`` for the model ``manifest`` describes, served as ``flavour``
+    (without a manifest: the template for the default model, without the parameter).
 
     The batch dimension is left out of ``dims`` (``max_batch_size`` > 0 makes it ``-1``).
     """
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown flavour {flavour!r}; expected one of {sorted(FLAVOURS)}")
-    if res < 1 or num_classes < 1:
-        raise ValueError(f"res and num_classes must be positive, got {res}, {num_classes}")
+    if manifest is not None:
+        model_name, input_size, num_classes = manifest.model, manifest.preprocess.input_size, manifest.num_classes
+    else:
+        input_size, num_classes = DEFAULT_INPUT_SIZE, DEFAULT_NUM_CLASSES
     fl = FLAVOURS[flavour]
     preferred = ", ".join(str(b) for b in PREFERRED_BATCH_SIZES)
     lines = [
@@ -91,7 +94,7 @@ def config_pbtxt(
         "  {",
         f'    name: "{INPUT_NAME}"',
         "    data_type: TYPE_FP32",
-        f"    dims: [ 3, {res}, {res} ]",
+        f"    dims: [ {', '.join(map(str, input_size))} ]",
         "  }",
         "]",
         "output [",
@@ -112,60 +115,52 @@ def config_pbtxt(
         f"  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}",
         "}",
     ]
-    for key, value in fl.parameters:
+    parameters = list(fl.parameters)
+    if manifest is not None:
+        parameters.append((TRITON_MANIFEST_PARAMETER, manifest.to_json(indent=None)))
+    for key, value in parameters:
         lines += [
             "parameters {",
             f'  key: "{key}"',
-            f'  value: {{ string_value: "{value}" }}',
+            f'  value: {{ string_value: "{_pbtxt_string(value)}" }}',
             "}",
         ]
     return "\n".join(lines) + "\n"
 
 
-def write_configs(
-    repo_dir: str | Path,
-    model_name: str = DEFAULT_MODEL,
-    res: int = DEFAULT_RES,
-    num_classes: int = DEFAULT_NUM_CLASSES,
-) -> dict[str, Path]:
-    """(Re)write ``config.pbtxt`` of every flavour; returns ``{flavour: entry dir}``."""
-    repo = Path(repo_dir)
-    entries = {}
-    for flavour in FLAVOURS:
-        entry = repo / entry_name(model_name, flavour)
-        entry.mkdir(parents=True, exist_ok=True)
-        (entry / "config.pbtxt").write_text(config_pbtxt(model_name, flavour, res, num_classes))
-        entries[flavour] = entry
-    return entries
+def _pbtxt_string(text: str) -> str:
+    """Escape for a protobuf text-format string literal (JSON here is ASCII, one line)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def fill_repository(
-    repo_dir: str | Path,
-    onnx_path: str | Path,
-    model_name: str = DEFAULT_MODEL,
-    res: int = DEFAULT_RES,
-    num_classes: int = DEFAULT_NUM_CLASSES,
-    *,
-    link: bool = False,
-) -> dict[str, Path]:
-    """Put an exported ONNX model into the repository and make the configs match it.
+def write_entry_config(repo_dir: str | Path, manifest: Manifest, flavour: str) -> Path:
+    """(Re)write ``<repo>/<model>_<flavour>/config.pbtxt`` for ``manifest``; returns the entry dir."""
+    from hyena_serve.files import atomic_write
 
-    Copies (or, with ``link=True``, symlinks) ``onnx_path`` and its external-data files to
-    ``<model>_onnx/1/`` and ``<model>_cpu/1/``, copies the Python backend's ``model.py``
-    into ``<model>_cpu/1/``, and rewrites every entry's ``config.pbtxt`` for ``res`` and
-    ``num_classes``. The TensorRT entry's plan is written by ``export/to_trt.py``.
+    entry = Path(repo_dir) / entry_name(manifest.model, flavour)
+    with atomic_write(entry / "config.pbtxt") as tmp:
+        tmp.write_text(config_pbtxt(flavour, manifest))
+    return entry
+
+
+def fill_repository(repo_dir: str | Path, artifact: Artifact, *, link: bool = False) -> dict[str, Path]:
+    """Put an exported artifact into the repository and make every config match it.
+
+    Copies (or, with ``link=True``, symlinks) the ONNX file, its external-data files and its
+    manifest to ``<model>_onnx/1/`` and ``<model>_cpu/1/``, copies the Python backend's
+    ``model.py`` into ``<model>_cpu/1/``, and writes every entry's ``config.pbtxt`` with the
+    manifest. The TensorRT entry's plan is written by ``export/to_trt.py``.
     Returns ``{flavour: entry dir}``.
     """
-    onnx_path = Path(onnx_path).resolve()
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
-    extra_files = _check_onnx(onnx_path, res, num_classes)
-
-    entries = write_configs(repo_dir, model_name, res, num_classes)
+    onnx_path = artifact.onnx_path.resolve()
+    manifest = artifact.manifest
+    extra_files = _check_onnx(onnx_path, manifest.preprocess.input_size, manifest.num_classes)
+    entries = {flavour: write_entry_config(repo_dir, manifest, flavour) for flavour in FLAVOURS}
     for flavour in ("onnx", "cpu"):
         version_dir = entries[flavour] / VERSION
         version_dir.mkdir(parents=True, exist_ok=True)
         _place(onnx_path, version_dir / ONNX_FILENAME, link)
+        _place(artifact.manifest_path.resolve(), manifest_path_for(version_dir / ONNX_FILENAME), link)
         for extra in extra_files:
             _place(onnx_path.parent / extra, version_dir / extra, link)
     shutil.copyfile(PYTHON_MODEL_SOURCE, entries["cpu"] / VERSION / "model.py")
@@ -192,7 +187,7 @@ def _place(src: Path, dst: Path, link: bool) -> None:
         shutil.copyfile(src, dst)
 
 
-def _check_onnx(onnx_path: Path, res: int, num_classes: int) -> list[str]:
+def _check_onnx(onnx_path: Path, input_size: tuple[int, int, int], num_classes: int) -> list[str]:
     """Check the graph's I/O against the contract; return its external-data file names.
 
     Skipped (returns ``[]``) when the ``onnx`` package is not installed.
@@ -219,10 +214,10 @@ def _check_onnx(onnx_path: Path, res: int, num_classes: int) -> list[str]:
                 f"{onnx_path}: {name!r} has a fixed batch dimension {shape[0]}; Triton "
                 f"batches up to {MAX_BATCH_SIZE}, so export with a dynamic batch dim"
             )
-    if inputs[INPUT_NAME][1:] not in ([3, res, res], []):
+    if inputs[INPUT_NAME][1:] not in (list(input_size), []):
         raise ValueError(
             f"{onnx_path}: input {INPUT_NAME!r} has dims {inputs[INPUT_NAME]}, "
-            f"expected [batch, 3, {res}, {res}]"
+            f"expected [batch, {', '.join(map(str, input_size))}]"
         )
     if outputs[OUTPUT_NAME][1:] not in ([num_classes], []):
         raise ValueError(
@@ -234,22 +229,3 @@ def _check_onnx(onnx_path: Path, res: int, num_classes: int) -> list[str]:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             locations.update(e.value for e in tensor.external_data if e.key == "location")
     return sorted(locations)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=fill_repository.__doc__.split("\n")[0])
-    parser.add_argument("onnx_path", nargs="?", help="exported model; omit to only write configs")
-    parser.add_argument("--repo", default="model_repository")
-    parser.add_argument("--model-name", default=DEFAULT_MODEL)
-    parser.add_argument("--res", type=int, default=DEFAULT_RES)
-    parser.add_argument("--num-classes", type=int, default=DEFAULT_NUM_CLASSES)
-    parser.add_argument("--link", action="store_true", help="symlink the ONNX file")
-    a = parser.parse_args()
-    if a.onnx_path:
-        out = fill_repository(a.repo, a.onnx_path, a.model_name, a.res, a.num_classes, link=a.link)
-    else:
-        out = write_configs(a.repo, a.model_name, a.res, a.num_classes)
-    for flavour, path in out.items():
-        print(f"{flavour:5s} {path}")

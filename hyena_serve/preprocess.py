@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -33,14 +33,57 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
-class PreprocessConfig(Protocol):
-    """What preprocessing needs from a model config (``hyena_serve.models`` provides it)."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CHANNEL_MODES = ("rgb", "grayscale")
 
-    input_size: tuple[int, int, int]
-    crop_pct: float
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the model's input: the one description of it that the model
+    registry, the served-model manifest, the gateway and the export checks share.
+
+    ``input_size`` (C, H, W): the model input; resize the shorter side to ``H / crop_pct``
+    with ``interpolation``, centre-crop (H, W), scale to [0, 1], normalise with mean/std.
+    ``channels="grayscale"`` feeds the luma of the image, replicated to the C channels
+    (models trained on single-channel data, e.g. the digits example).
+    """
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    channels: str = "rgb"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _FILTERS:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}; expected one of {sorted(_FILTERS)}")
+        if self.channels not in CHANNEL_MODES:
+            raise ValueError(f"unknown channels {self.channels!r}; expected one of {CHANNEL_MODES}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if len(self.mean) != self.input_size[0] or len(self.std) != self.input_size[0]:
+            raise ValueError(f"mean/std need {self.input_size[0]} values, got {self.mean} / {self.std}")
+
+    def at_resolution(self, res: int) -> Preprocessing:
+        """The same preprocessing for a square ``res``×``res`` input."""
+        return replace(self, input_size=(self.input_size[0], res, res))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        # Derived, for readers that do not re-implement crop_pct: the shorter-side resize.
+        d["resize"] = [math.floor(s / self.crop_pct) for s in self.input_size[1:]]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Preprocessing:
+        try:
+            return cls(input_size=tuple(int(v) for v in d["input_size"]), crop_pct=float(d["crop_pct"]),
+                       interpolation=str(d["interpolation"]), mean=tuple(float(v) for v in d["mean"]),
+                       std=tuple(float(v) for v in d["std"]), channels=str(d.get("channels", "rgb")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"invalid preprocessing {dict(d)!r}: {exc}") from None
 
 
 class ImageError(ValueError):
@@ -116,13 +159,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image:
+def resize_and_crop(image: Image.Image, config: Preprocessing) -> Image.Image:
     """Resize the shorter side to ``size / crop_pct`` and centre-crop to the model's size."""
     _, out_h, out_w = config.input_size
-    try:
-        resample = _FILTERS[config.interpolation]
-    except KeyError:
-        raise ValueError(f"unknown interpolation {config.interpolation!r}; expected one of {sorted(_FILTERS)}") from None
+    resample = _FILTERS[config.interpolation]
     scale_h = math.floor(out_h / config.crop_pct)
     scale_w = math.floor(out_w / config.crop_pct)
     width, height = image.size
@@ -136,26 +176,32 @@ def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image
     return image.crop((left, top, left + out_w, top + out_h))
 
 
-def normalize(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
-    """RGB image -> float32 CHW, scaled to [0, 1] and normalised with the config's mean/std."""
+def normalize(image: Image.Image, config: Preprocessing) -> np.ndarray:
+    """RGB (or, for ``channels="grayscale"``, L) image -> float32 CHW, scaled to [0, 1] and
+    normalised with the config's mean/std."""
     arr = np.asarray(image, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], config.input_size[0], axis=-1)
     mean = np.asarray(config.mean, dtype=np.float32)
     std = np.asarray(config.std, dtype=np.float32)
     return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1))
 
 
-def preprocess_image(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
-    """One PIL image (any mode) -> float32 (3, H, W) ready for the model."""
-    return normalize(resize_and_crop(to_rgb(image), config), config)
+def preprocess_image(image: Image.Image, config: Preprocessing) -> np.ndarray:
+    """One PIL image (any mode) -> float32 (C, H, W) ready for the model."""
+    image = to_rgb(image)
+    if config.channels == "grayscale":
+        image = image.convert("L")
+    return normalize(resize_and_crop(image, config), config)
 
 
-def preprocess_images(images: Sequence[Image.Image], config: PreprocessConfig) -> np.ndarray:
+def preprocess_images(images: Sequence[Image.Image], config: Preprocessing) -> np.ndarray:
     """A batch of PIL images -> float32 (N, 3, H, W)."""
     if not images:
         raise ValueError("preprocess_images needs at least one image")
     return np.stack([preprocess_image(image, config) for image in images])
 
 
-def preprocess_bytes(data: bytes, config: PreprocessConfig, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def preprocess_bytes(data: bytes, config: Preprocessing, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Encoded image bytes -> float32 (3, H, W); raises :class:`ImageError` for bad input."""
     return preprocess_image(decode_image(data, max_pixels=max_pixels), config)

@@ -41,11 +41,12 @@ from hyena_serve.contract import (
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
     FFTPlan,
+    FFTCONV_BODIES,
 )
 from hyena_serve.exporting import lowering_dft, lowering_matmul
 from hyena_serve.exporting.lowering_common import BodyBuilder, make_function
 
-BODIES = ("matmul", "dft")
+BODIES = FFTCONV_BODIES
 ATTRIBUTES = ("mode", "kernel_size", "fft_size", "spatial_size", "plugin_namespace", "plugin_version")
 
 

@@ -1,14 +1,16 @@
-"""Export a HyenaPixel-family classifier to ONNX with one ``hyena::FFTConv`` node per mixer.
+"""Export an eval-mode HyenaPixel-family torch model to ONNX with one ``hyena::FFTConv``
+node per mixer.
 
-``export_onnx(model_name_or_model, res, out)``:
+``export_onnx(model, res, out)`` exports a module; turning a registry name, weights and a
+resolution into that module, naming the file and writing its manifest is the artifact
+builder's job (:mod:`hyena_serve.artifact`), the one place a served model is built.
 
-1. build the model (from the registry, optionally loading a checkpoint), ``eval()``;
-2. freeze its filters at ``res`` (``Kf``/``D`` buffers: constants for the exporter, the
-   implicit-filter networks never enter the graph);
-3. ``torch.onnx.export(dynamo=True)`` with the FFTConv translation; batch dim dynamic;
-4. attach the ``hyena::FFTConv`` function overloads (``body="matmul"`` fast GEMM bodies or
+1. the filters are frozen at ``res`` unless the model already is (``Kf``/``D`` buffers:
+   constants for the exporter, the implicit-filter networks never enter the graph);
+2. ``torch.onnx.export(dynamo=True)`` with the FFTConv translation; batch dim dynamic;
+3. attach the ``hyena::FFTConv`` function overloads (``body="matmul"`` fast GEMM bodies or
    ``"dft"`` plain DFT bodies);
-5. structural checks (one FFTConv per Hyena mixer, no filter-network weights, tensor names),
+4. structural checks (one FFTConv per Hyena mixer, no filter-network weights, tensor names),
    write to a temporary file in the target directory, ``onnx.checker`` (full_check), the
    torch-vs-ORT parity check, and only then rename to ``out``. On any failure the
    temporary file is removed: no half-written artifact.
@@ -20,9 +22,9 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -30,8 +32,7 @@ import torch
 
 from hyena_serve.contract import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
 from hyena_serve.exporting import fftconv_onnx
-
-MIN_RES, MAX_RES = 32, 2048
+from hyena_serve.files import atomic_write
 
 
 class ExportError(RuntimeError):
@@ -51,37 +52,6 @@ class _Progress:
         yield
         if self.enabled:
             print(f"[export] {msg}: done in {time.perf_counter() - t:.1f}s", file=sys.stderr, flush=True)
-
-
-def default_output(model_name: str, res: int) -> Path:
-    return Path("artifacts") / "onnx" / f"{model_name}_{res}.onnx"
-
-
-def check_resolution(res: int) -> None:
-    if not isinstance(res, int) or not (MIN_RES <= res <= MAX_RES):
-        raise ExportError(f"unsupported resolution {res!r}: expected an integer in [{MIN_RES}, {MAX_RES}]")
-
-
-def build_model(model: str | torch.nn.Module, res: int, checkpoint=None,
-                filter_size: int | None = None) -> torch.nn.Module:
-    """The eval-mode model to export. From a name: without a checkpoint the long filters
-    are sized for ``res`` (unless ``filter_size``); with one, for the config's filter size
-    (the checkpoint's parameter shapes)."""
-    if isinstance(model, torch.nn.Module):
-        return model.eval()
-    from hyena_serve.models import create_model, list_models
-
-    if model not in list_models():
-        raise ExportError(f"unknown model {model!r}; available: {', '.join(list_models())}")
-    kwargs = {}
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise ExportError(f"checkpoint not found: {checkpoint}")
-        if filter_size is not None:
-            kwargs["img_size"] = filter_size
-        return create_model(model, checkpoint_path=checkpoint, **kwargs).eval()
-    kwargs["img_size"] = filter_size or res
-    return create_model(model, **kwargs).eval()
 
 
 def _filter_param_names(model: torch.nn.Module) -> set[str]:
@@ -130,39 +100,45 @@ def _to_half_keep_filters(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def export_onnx(model: str | torch.nn.Module, res: int = 224, out: str | os.PathLike | None = None,
-                checkpoint: str | os.PathLike | None = None, opset: int = ONNX_OPSET, fp16: bool = False,
-                body: str = "matmul", check: bool = True, progress: bool = True,
-                filter_size: int | None = None) -> Path:
-    """Export ``model`` (registry name or module) at ``res``×``res`` to ``out``; returns the path.
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    #: FFTConv node overload -> function body kind chosen for its plan
+    overloads: dict[str, str]
 
-    Raises :class:`ExportError` for bad arguments / structure, ``ParityError`` when ORT
-    disagrees with torch; in every failure case nothing is left at ``out``.
+
+def export_onnx(model: torch.nn.Module, res: int, out: str | os.PathLike, *, preprocess=None,
+                opset: int = ONNX_OPSET, fp16: bool = False, body: str = "matmul", check: bool = True,
+                progress: bool = True) -> ExportResult:
+    """Export eval-mode ``model`` at ``res``×``res`` to ``out``.
+
+    ``preprocess`` (a :class:`~hyena_serve.preprocess.Preprocessing`) adds real photos to
+    the parity check. Raises :class:`ExportError` for bad arguments / structure,
+    ``ParityError`` when ORT disagrees with torch; in every failure case nothing is left
+    at ``out``.
     """
     from hyena_serve.exporting.parity import check_parity
-    from hyena_serve.models.frozen import freeze_filters
+    from hyena_serve.models.frozen import freeze_filters, frozen_resolution, hyena_plans
 
-    check_resolution(res)
     if body not in fftconv_onnx.BODIES:
         raise ExportError(f"unknown body {body!r}; expected one of {fftconv_onnx.BODIES}")
-    name = model if isinstance(model, str) else type(model).__name__
-    out = Path(out) if out is not None else default_output(name, res)
+    name = getattr(getattr(model, "pretrained_cfg", None), "architecture", type(model).__name__)
+    out = Path(out)
     prog = _Progress(progress)
-
-    with prog.step(f"build {name}"):
-        net = build_model(model, res, checkpoint, filter_size)
-    config = getattr(net, "pretrained_cfg", None)
-    with prog.step(f"freeze filters at {res}x{res}"):
-        try:
-            infos = freeze_filters(net, res)
-        except (ValueError, RuntimeError) as e:
-            raise ExportError(f"unsupported resolution {res} for {name}: {e}") from e
+    net = model.eval()
+    try:
+        infos = hyena_plans(net, res)
+        if frozen_resolution(net) != [info.plan for info in infos]:
+            with prog.step(f"freeze filters at {res}x{res}"):
+                infos = freeze_filters(net, res)
+    except (ValueError, RuntimeError) as e:
+        raise ExportError(f"unsupported resolution {res} for {name}: {e}") from e
     if fp16:
         net = _to_half_keep_filters(net)
     dtype = torch.float16 if fp16 else torch.float32
     dummy = torch.randn(2, 3, res, res, dtype=dtype)
 
-    with prog.step("torch.onnx.export (dynamo)"):
+    with prog.step(f"torch.onnx.export {name} (dynamo)"):
         sink = io.StringIO()
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
             warnings.simplefilter("ignore")
@@ -179,27 +155,16 @@ def export_onnx(model: str | torch.nn.Module, res: int = 224, out: str | os.Path
         print(f"[export] {len(infos)} FFTConv nodes, overloads: "
               + ", ".join(f"{k.split('_n')[0]}->{v}" for k, v in kinds.items()), file=sys.stderr)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_write(out) as tmp:
         with prog.step(f"write + onnx.checker (full_check) {out}"):
             onnx.save_model(onnx_model, tmp)
             onnx.checker.check_model(tmp, full_check=True)
         if check:
             with prog.step("parity: torch vs ONNX Runtime (skimage photos + random batches)"):
-                report = check_parity(net, tmp, config, res=res, fp16=fp16, rtol=1e-2 if fp16 else 1e-4)
+                report = check_parity(net, tmp, preprocess, res=res, fp16=fp16, rtol=1e-2 if fp16 else 1e-4)
             if progress:
                 print(f"[export] parity ok: {report.summary()}", file=sys.stderr)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; artifacts are shared files
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     if progress:
         print(f"[export] wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in "
               f"{time.perf_counter() - prog.t0:.1f}s", file=sys.stderr)
-    return out
+    return ExportResult(out, dict(kinds))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+from hyena_serve.preprocess import Preprocessing
 
 SKIMAGE_IMAGES = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -80,7 +81,7 @@ def compare(name: str, torch_logits: np.ndarray, ort_logits: np.ndarray, rtol: f
                 top1_same=int(same.sum()), ties=ties, ok=bool(diff <= allowed and (same.sum() + ties) == len(t)))
 
 
-def check_parity(model: torch.nn.Module, onnx_path, config, *, res: int, rtol: float = 1e-4,
+def check_parity(model: torch.nn.Module, onnx_path, config: Preprocessing | None, *, res: int, rtol: float = 1e-4,
                  random_batches: tuple[int, ...] = (1, 5), fp16: bool = False, seed: int = 0,
                  session=None, raise_on_fail: bool = True) -> ParityReport:
     """Run torch ``model`` and the ONNX model on real images and random batches."""
@@ -88,14 +89,9 @@ def check_parity(model: torch.nn.Module, onnx_path, config, *, res: int, rtol: f
 
     if session is None:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    cfg_res = tuple(config.input_size[1:]) if config is not None else None
     batches = []
     if config is not None:
-        if cfg_res != (res, res):
-            from dataclasses import replace
-
-            config = replace(config, input_size=(config.input_size[0], res, res))
-        batches.append(("skimage", real_batch(config)))
+        batches.append(("skimage", real_batch(config.at_resolution(res))))
     gen = np.random.default_rng(seed)
     for b in random_batches:
         batches.append((f"random[{b}]", gen.standard_normal((b, 3, res, res)).astype(np.float32)))

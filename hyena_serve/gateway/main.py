@@ -13,17 +13,17 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hyena_serve.gateway import routes
 from hyena_serve.gateway.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers, unavailable
 from hyena_serve.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from hyena_serve.gateway.settings import GatewaySettings
-from hyena_serve.labels import class_names
+from hyena_serve.manifest import Manifest
 from hyena_serve.preprocess import ImageError, decode_image, preprocess_image
 from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelInfo
 
@@ -32,21 +32,22 @@ log = logging.getLogger("hyena_serve.gateway")
 
 def build_backend(settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> Backend:
     """The backend ``settings.backend`` names, not started yet."""
-    spec = settings.model_spec()
     on_batch = metrics.observe_batch if metrics is not None else None
     batching = dict(max_batch_size=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms, on_batch=on_batch)
     if settings.backend == "embedded":
         from hyena_serve.runtime.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(spec, settings.artifacts_dir, onnx_path=settings.onnx_path, threads=settings.threads, **batching)
+        spec = settings.model_spec() if settings.onnx_path is None else None
+        return EmbeddedBackend(spec, settings.artifacts_dir, onnx_path=settings.onnx_path, threads=settings.threads,
+                               **batching)
     if settings.backend == "torch":
         from hyena_serve.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(spec, threads=settings.threads, **batching)
+        return TorchBackend(settings.model_spec(), threads=settings.threads, device=settings.device, **batching)
     from hyena_serve.runtime.triton import TritonBackend
 
-    return TritonBackend(spec, settings.triton_url, protocol=settings.triton_protocol,
-                         model=settings.triton_model, timeout_s=settings.request_timeout_s)
+    return TritonBackend(settings.triton_url, settings.triton_model or f"{settings.model}_cpu",
+                         protocol=settings.triton_protocol, timeout_s=settings.request_timeout_s)
 
 
 class Admission:
@@ -96,20 +97,33 @@ class Gateway:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.backend = backend if backend is not None else build_backend(settings, self.metrics)
-        self.info: ModelInfo = self.backend.metadata
-        self.labels = class_names(self.info.num_classes)
+        self._labels: tuple[Manifest, tuple[str, ...]] | None = None
         self.admission: Admission | None = None
         self.start_error: str | None = None
         self._start_task: asyncio.Task | None = None
         self._started = False
+
+    @property
+    def info(self) -> ModelInfo | None:
+        """The served model, once the backend knows it (after start, or for Triton after
+        the first contact with the server); None before."""
+        return self.backend.info
+
+    @property
+    def model_name(self) -> str:
+        return self.info.name if self.info is not None else self.settings.model
+
+    def labels(self, manifest: Manifest) -> tuple[str, ...]:
+        if self._labels is None or self._labels[0] is not manifest:
+            self._labels = (manifest, manifest.class_names())
+        return self._labels[1]
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> None:
         s = self.settings
         self.admission = Admission(s.max_concurrency, s.max_queue, self.metrics, s.retry_after_s, s.request_timeout_s)
-        log.info("starting %s backend for %s at %d px (%s)", self.info.backend, self.info.name, self.info.resolution,
-                 "pretrained" if self.info.pretrained else "random weights: set HYENA_CHECKPOINT for real predictions")
+        log.info("starting the %s backend", s.backend)
         self._start_task = asyncio.create_task(self._start_backend(), name="backend-start")
 
     async def _start_backend(self) -> None:
@@ -120,10 +134,15 @@ class Gateway:
             raise
         except Exception as exc:
             self.start_error = f"{type(exc).__name__}: {exc}"
-            log.exception("the %s backend failed to start", self.info.backend)
+            log.exception("the %s backend failed to start", self.settings.backend)
             return
         self._started = True
-        log.info("%s backend started in %.1f s", self.info.backend, time.perf_counter() - started)
+        log.info("%s backend started in %.1f s", self.settings.backend, time.perf_counter() - started)
+        if self.info is not None:
+            m = self.info.manifest
+            log.info("serving %s at %d px, %d classes, %s%s", m.model, m.resolution, m.num_classes,
+                     m.weights.describe(), "" if m.pretrained else
+                     " — RANDOM WEIGHTS: predictions are meaningless (see --weights)")
 
     async def close(self) -> None:
         if self._start_task is not None and not self._start_task.done():
@@ -141,7 +160,7 @@ class Gateway:
         async with asyncio.timeout(timeout):
             await asyncio.shield(self._start_task)
         if self.start_error is not None:
-            raise RuntimeError(f"the {self.info.backend} backend failed to start: {self.start_error}")
+            raise RuntimeError(f"the {self.settings.backend} backend failed to start: {self.start_error}")
 
     async def readiness(self) -> tuple[bool, str]:
         if self.start_error is not None:
@@ -149,39 +168,54 @@ class Gateway:
         if not self._started:
             return False, "model is loading"
         if not await self.backend.ready():
-            return False, f"{self.info.backend} backend is not ready"
+            return False, f"{self.settings.backend} backend is not ready"
         return True, "ready"
 
     # --- classification ------------------------------------------------------------------
 
     def check_top_k(self, top_k: int) -> int:
-        if not 1 <= top_k <= self.info.num_classes:
-            raise GatewayError(422, "invalid request", f"top_k must be between 1 and {self.info.num_classes}, got {top_k}")
+        """422 unless 1 <= top_k <= the class count (checked again once the model is known)."""
+        limit = self.info.num_classes if self.info is not None else None
+        if top_k < 1 or (limit is not None and top_k > limit):
+            raise GatewayError(422, "invalid request", f"top_k must be between 1 and {limit}, got {top_k}")
         return top_k
 
-    async def classify(self, images: list[bytes], top_k: int) -> dict:
-        """Decode, preprocess, infer and rank ``images``; the response body of classify."""
-        self.check_top_k(top_k)
+    async def served_model(self) -> ModelInfo:
+        """The model to classify with, or 503 while it is loading or unreachable."""
         if self.start_error is not None:
             raise unavailable(f"backend failed to start: {self.start_error}", self.settings.retry_after_s)
         if not self._started:
             raise unavailable("model is loading", self.settings.retry_after_s)
+        if self.info is None:  # Triton: the manifest comes with the first contact
+            await self.backend.ready()
+        if self.info is None:
+            raise unavailable(f"the {self.settings.backend} backend has not described its model yet",
+                              self.settings.retry_after_s)
+        return self.info
+
+    async def classify(self, images: list[bytes], top_k: int) -> dict:
+        """Decode, preprocess, infer and rank ``images``; the response body of classify."""
+        self.check_top_k(top_k)
+        info = await self.served_model()
+        self.check_top_k(top_k)
         assert self.admission is not None
         with self.metrics.stage("total"):
             async with self.admission.slot():
-                arrays = await asyncio.gather(*(self._prepare(i, data, many=len(images) > 1) for i, data in enumerate(images)))
+                arrays = await asyncio.gather(*(self._prepare(i, data, info, many=len(images) > 1)
+                                                for i, data in enumerate(images)))
                 logits = await self._infer(np.stack(arrays))
         self.metrics.images.inc(len(images))
+        labels = self.labels(info.manifest)
         return {
-            "model": self.info.name,
-            "backend": self.info.backend,
-            "pretrained": self.info.pretrained,
-            "results": [{"predictions": self._top_k(row, top_k)} for row in logits],
+            "model": info.name,
+            "backend": info.backend,
+            "pretrained": info.pretrained,
+            "results": [{"predictions": self._top_k(row, top_k, labels)} for row in logits],
         }
 
-    async def _prepare(self, index: int, data: bytes, many: bool) -> np.ndarray:
+    async def _prepare(self, index: int, data: bytes, info: ModelInfo, many: bool) -> np.ndarray:
         try:
-            array, decode_s, preprocess_s = await run_in_threadpool(self._prepare_sync, data)
+            array, decode_s, preprocess_s = await run_in_threadpool(self._prepare_sync, data, info)
         except ImageError as exc:
             if many:
                 raise ImageError(f"image {index}: {exc.reason}", status=exc.status) from None
@@ -190,11 +224,11 @@ class Gateway:
         self.metrics.stage_seconds.labels("preprocess").observe(preprocess_s)
         return array
 
-    def _prepare_sync(self, data: bytes) -> tuple[np.ndarray, float, float]:
+    def _prepare_sync(self, data: bytes, info: ModelInfo) -> tuple[np.ndarray, float, float]:
         t0 = time.perf_counter()
         image = decode_image(data, max_pixels=self.settings.max_image_pixels)
         t1 = time.perf_counter()
-        array = preprocess_image(image, self.info.preprocess)
+        array = preprocess_image(image, info.preprocess)
         return array, t1 - t0, time.perf_counter() - t1
 
     async def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -211,19 +245,13 @@ class Gateway:
             raise unavailable(exc.reason, self.settings.retry_after_s) from None
         return logits
 
-    def _top_k(self, logits: np.ndarray, k: int) -> list[dict]:
+    @staticmethod
+    def _top_k(logits: np.ndarray, k: int, labels: tuple[str, ...]) -> list[dict]:
         z = logits.astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()
         order = np.lexsort((np.arange(len(p)), -p))[:k]  # by probability, ties by index
-        return [{"index": int(i), "label": self.labels[i], "probability": float(p[i])} for i in order]
-
-
-def get_gateway(request: Request) -> Gateway:
-    return request.app.state.gateway
-
-
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+        return [{"index": int(i), "label": labels[i], "probability": float(p[i])} for i in order]
 
 
 class BodyLimitMiddleware:
@@ -266,8 +294,6 @@ class BodyLimitMiddleware:
 def create_app(settings: GatewaySettings | None = None, *, backend: Backend | None = None) -> FastAPI:
     """The gateway for ``settings`` (default: from the environment). ``backend`` replaces
     the one the settings describe (tests inject a controllable one)."""
-    from hyena_serve.gateway import routes
-
     settings = settings or GatewaySettings()
     gateway = Gateway(settings, backend)
 

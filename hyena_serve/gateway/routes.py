@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from hyena_serve import __version__
 from hyena_serve.gateway.errors import GatewayError, error_response
-from hyena_serve.gateway.main import GatewayDep
+from hyena_serve.gateway.deps import GatewayDep
 
 #: Raw-body content types accepted by POST /v1/classify (the format is sniffed from the
 #: bytes; an octet-stream or missing type is fine too).
@@ -168,12 +169,13 @@ models = APIRouter(prefix="/v2", tags=["models"], responses={404: {"model": Erro
 
 @models.get("", summary="Server metadata (Open Inference Protocol)")
 async def server_metadata(gateway: GatewayDep) -> dict:
-    return {"name": "hyena_serve", "version": "0.1.0", "extensions": [], "models": [gateway.info.name]}
+    return {"name": "hyena_serve", "version": __version__, "extensions": [], "models": [gateway.model_name]}
 
 
 @models.get("/models/{name}", summary="Model metadata (Open Inference Protocol)")
 async def model_metadata(name: str, gateway: GatewayDep) -> dict:
-    info = _model(gateway, name)
+    _model(gateway, name)
+    info = await gateway.served_model()
     tensors = lambda specs: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]  # noqa: E731
     return {
         "name": info.name,
@@ -186,12 +188,8 @@ async def model_metadata(name: str, gateway: GatewayDep) -> dict:
             "resolution": info.resolution,
             "num_classes": info.num_classes,
             "pretrained": info.pretrained,
-            "preprocess": {
-                "crop_pct": info.preprocess.crop_pct,
-                "interpolation": info.preprocess.interpolation,
-                "mean": list(info.preprocess.mean),
-                "std": list(info.preprocess.std),
-            },
+            "preprocess": info.preprocess.to_dict(),
+            "weights": info.manifest.weights.describe(),
             **info.extra,
         },
     }
@@ -203,10 +201,9 @@ async def model_ready(name: str, gateway: GatewayDep) -> Response:
     return await ready(gateway)
 
 
-def _model(gateway, name: str):
-    if name != gateway.info.name:
-        raise GatewayError(404, "model not found", f"this gateway serves {gateway.info.name!r}, not {name!r}")
-    return gateway.info
+def _model(gateway, name: str) -> None:
+    if name != gateway.model_name:
+        raise GatewayError(404, "model not found", f"this gateway serves {gateway.model_name!r}, not {name!r}")
 
 
 monitoring = APIRouter(tags=["monitoring"])

@@ -1,5 +1,6 @@
 """Gateway settings: one pydantic-settings class read from ``HYENA_*`` environment
-variables (``HYENA_BACKEND=triton``, ``HYENA_CHECKPOINT=/path/w.safetensors`` ...)."""
+variables (``HYENA_BACKEND=triton``, ``HYENA_WEIGHTS=runs/digits`` ...). Torch-free: the
+gateway in front of Triton, or given an exported artifact, never imports torch."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hyena_serve.artifact import ModelSpec
 from hyena_serve.preprocess import DEFAULT_MAX_PIXELS
-from hyena_serve.runtime.base import ModelSpec
+from hyena_serve.variants import DEFAULT_CFGS
+from hyena_serve.weights import HELP as WEIGHTS_HELP
 
 
 class GatewaySettings(BaseSettings):
@@ -20,15 +23,21 @@ class GatewaySettings(BaseSettings):
     backend: Literal["embedded", "triton", "torch"] = Field(
         "embedded", description="embedded: ONNX Runtime in-process; triton: a Triton server; torch: the reference model")
     model: str = Field("hpx_former_s18", description="registry model name (hyena_serve.models.list_models())")
-    resolution: int = Field(224, ge=16, le=1024, description="input resolution (square)")
-    checkpoint: Path | None = Field(
-        None, description="weights to load; without them the model has random weights (responses say pretrained: false)")
-    seed: int = Field(0, description="seed of the random weights when no checkpoint is given")
+    resolution: int | None = Field(
+        None, ge=16, le=2048, description="input resolution (square); default: the weights' own, else the variant's")
+    weights: str = Field(
+        "auto", description=f"{WEIGHTS_HELP}; auto = released weights when cached or reachable, else random "
+                            "weights with a warning (responses then say pretrained: false)")
+    weights_revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin")
+    seed: int = Field(0, description="seed of random weights")
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict, description='extra create_model arguments as JSON, e.g. {"dims": [8, 16, 32, 32]}')
     artifacts_dir: Path = Field(Path("artifacts"), description="cache of exported ONNX models (embedded backend)")
-    onnx_path: Path | None = Field(None, description="serve this ONNX file instead of the cached export (embedded)")
+    onnx_path: Path | None = Field(
+        None, description="serve this exported ONNX file (with its .manifest.json beside it) instead of building "
+                          "one from model/weights (embedded backend)")
     threads: int = Field(0, ge=0, description="intra-op threads of the in-process backends (0 = runtime default)")
+    device: str = Field("cpu", description="torch backend device: cpu, cuda, cuda:N")
 
     # --- Triton -----------------------------------------------------------------------
     triton_url: str = Field("127.0.0.1:8000", description="host:port of Triton's HTTP (or gRPC: 8001) endpoint")
@@ -55,22 +64,10 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_model(self) -> GatewaySettings:
-        from hyena_serve.models import list_models
-
-        if self.model not in list_models():
-            raise ValueError(f"unknown model {self.model!r}; available: {', '.join(list_models())}")
+        if self.model not in DEFAULT_CFGS:
+            raise ValueError(f"unknown model {self.model!r}; available: {', '.join(sorted(DEFAULT_CFGS))}")
         return self
 
     def model_spec(self) -> ModelSpec:
-        return ModelSpec(
-            name=self.model,
-            resolution=self.resolution,
-            checkpoint=str(self.checkpoint) if self.checkpoint is not None else None,
-            seed=self.seed,
-            kwargs=tuple(sorted((k, _freeze(v)) for k, v in self.model_kwargs.items())),
-        )
-
-
-def _freeze(value: Any) -> Any:
-    """JSON lists -> tuples so the spec is hashable and create_model gets sequences."""
-    return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+        return ModelSpec.of(self.model, self.resolution, self.weights, self.seed, self.model_kwargs,
+                            self.weights_revision)

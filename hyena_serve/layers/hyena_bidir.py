@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hyena_serve.contract import MODE_1D_BIDIR
+from hyena_serve.contract import MODE_1D_BIDIR, to_pair
 from hyena_serve.layers.fft_long_conv import FFTLongConvMixer
 from hyena_serve.layers.implicit_filter import HyenaFilter
 from hyena_serve.layers.norms import LayerNormWithoutBias
@@ -20,7 +20,7 @@ from hyena_serve.layers.norms import LayerNormWithoutBias
 
 def global_kernel_1d(feature_size: int | Sequence[int]) -> int:
     """``2L-1`` with ``L = H·W``."""
-    h, w = (feature_size, feature_size) if isinstance(feature_size, int) else tuple(feature_size)
+    h, w = to_pair(feature_size)
     return 2 * h * w - 1
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hyena_serve.contract import MODE_2D
+from hyena_serve.contract import MODE_2D, to_pair
 from hyena_serve.layers.fft_long_conv import FFTLongConvMixer
 from hyena_serve.layers.implicit_filter import HyenaPixelFilter
 from hyena_serve.layers.norms import LayerNormWithoutBias
@@ -18,7 +18,7 @@ from hyena_serve.layers.norms import LayerNormWithoutBias
 
 def global_kernel_2d(feature_size: int | Sequence[int]) -> tuple[int, int]:
     """``2n-1`` per dim: the smallest filter that covers every pixel pair of the map."""
-    h, w = (feature_size, feature_size) if isinstance(feature_size, int) else tuple(feature_size)
+    h, w = to_pair(feature_size)
     return 2 * h - 1, 2 * w - 1
 
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hyena_serve.contract import to_pair
+
 _DECAY_TARGET = 1e-2
 _FAST_DECAY_PCT, _SLOW_DECAY_PCT = 0.3, 1.5
 
@@ -80,7 +82,7 @@ class HyenaPixelFilter(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int | Sequence[int], emb_dim: int = 32, order: int | None = None):
         super().__init__()
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        kh, kw = to_pair(kernel_size)
         order = order or 2 * emb_dim
         self.kernel_size = (kh, kw)
         self.z = nn.Parameter(sincos_pos_emb_2d(emb_dim, kh, kw)[None])

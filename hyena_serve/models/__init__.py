@@ -1,7 +1,7 @@
 """The HyenaPixel model family: registry, configs, checkpoints, frozen filters."""
 
 from hyena_serve.models.checkpoint import CheckpointMismatchError, load_checkpoint, resample_filters, save_checkpoint
-from hyena_serve.models.configs import ModelConfig
+from hyena_serve.variants import ModelConfig
 from hyena_serve.models.frozen import (
     HyenaMixerInfo,
     freeze_filters,

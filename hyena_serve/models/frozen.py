@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hyena_serve.contract import FFTPlan
+from hyena_serve.contract import FFTPlan, to_pair
 from hyena_serve.layers.fft_long_conv import FFTLongConvMixer
 
 __all__ = [
@@ -51,10 +51,6 @@ def hyena_mixers(model: nn.Module) -> list[tuple[str, FFTLongConvMixer]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, FFTLongConvMixer)]
 
 
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 def hyena_plans(model: nn.Module, resolution: int | Sequence[int]) -> list[HyenaMixerInfo]:
     """The FFT plan of every Hyena mixer for an input image of ``resolution`` (H, W).
 
@@ -64,7 +60,7 @@ def hyena_plans(model: nn.Module, resolution: int | Sequence[int]) -> list[Hyena
     if not hasattr(model, "hyena_mixers") or not hasattr(model, "feature_sizes"):
         raise TypeError(f"{type(model).__name__} does not describe its stages "
                         "(needs hyena_mixers() and feature_sizes(), as MetaFormer has)")
-    sizes = model.feature_sizes(_pair(resolution))
+    sizes = model.feature_sizes(to_pair(resolution))
     return [HyenaMixerInfo(name, stage, mixer.dim, mixer.fft_plan(*sizes[stage]))
             for name, stage, mixer in model.hyena_mixers()]
 
@@ -76,7 +72,7 @@ def freeze_filters(model: nn.Module, resolution: int | Sequence[int]) -> list[Hy
     The frozen values are a snapshot: later parameter updates do not reach them.
     """
     infos = hyena_plans(model, resolution)
-    sizes = model.feature_sizes(_pair(resolution))
+    sizes = model.feature_sizes(to_pair(resolution))
     for _, stage, mixer in model.hyena_mixers():
         mixer.freeze(*sizes[stage])
     return infos

@@ -23,6 +23,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from hyena_serve.contract import to_pair
 from hyena_serve.layers import (
     Attention,
     DropPath,
@@ -35,16 +36,12 @@ from hyena_serve.layers import (
     Scale,
     SepConv,
 )
-from hyena_serve.models.configs import DEFAULT_CFGS
+from hyena_serve.variants import DEFAULT_CFGS
 from hyena_serve.models.registry import register_model
 
 _NUM_STAGES = 4
 _STEM = dict(kernel_size=7, stride=4, padding=2)
 _DOWN = dict(kernel_size=3, stride=2, padding=1)
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def _per_stage(value, n: int = _NUM_STAGES) -> list:
@@ -62,7 +59,7 @@ def _conv_out(size: int, kernel_size: int, stride: int, padding: int) -> int:
 
 def stage_feature_sizes(img_size: int | Sequence[int], num_stages: int = _NUM_STAGES) -> list[tuple[int, int]]:
     """Feature-map (H, W) of every stage for an input of ``img_size``: 224 → 56, 28, 14, 7."""
-    h, w = _pair(img_size)
+    h, w = to_pair(img_size)
     sizes = []
     for i in range(num_stages):
         geo = _STEM if i == 0 else _DOWN
@@ -135,7 +132,7 @@ class MetaFormer(nn.Module):
         self.num_classes = num_classes
         self.dims = dims
         self.num_features = dims[-1]
-        self.img_size = _pair(img_size)
+        self.img_size = to_pair(img_size)
         feature_sizes = stage_feature_sizes(self.img_size)
 
         down_norm = partial(LayerNormWithoutBias, eps=1e-6)
@@ -196,12 +193,13 @@ class MetaFormer(nn.Module):
 
 def _create_metaformer(variant: str, img_size: int | Sequence[int] | None = None, **kwargs) -> MetaFormer:
     cfg = DEFAULT_CFGS[variant]
-    filter_size = _pair(img_size) if img_size is not None else cfg.filter_size
+    filter_size = to_pair(img_size) if img_size is not None else cfg.filter_size
     model = MetaFormer(img_size=filter_size, **kwargs)
     input_size = (kwargs.get("in_chans", 3), *(filter_size if img_size is not None else cfg.img_size))
-    changes = dict(input_size=input_size, filter_size=filter_size, num_classes=model.num_classes)
+    changes = dict(preprocess=replace(cfg.preprocess, input_size=input_size), filter_size=filter_size,
+                   num_classes=model.num_classes)
     if model.num_classes != cfg.num_classes:
-        changes.update(dataset="", url="")
+        changes.update(dataset="", hf_hub_id="")
     model.pretrained_cfg = replace(cfg, **changes)
     return model
 

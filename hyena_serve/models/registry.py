@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
 from collections.abc import Callable
 from os import PathLike
 
 from torch import nn
 
-from hyena_serve.models.configs import DEFAULT_CFGS, ModelConfig
+from hyena_serve.variants import DEFAULT_CFGS, ModelConfig
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -23,7 +22,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def _entrypoints() -> dict[str, Callable[..., nn.Module]]:
-    importlib.import_module("hyena_serve.models.metaformer")  # registers the family
+    # Filled when hyena_serve.models (whose __init__ imports the model modules) is imported.
     return _ENTRYPOINTS
 
 

@@ -9,6 +9,6 @@ Backend modules import their heavy dependencies (onnxruntime, tritonclient, torc
 when used. ``triton_python_model.py`` is not a backend here: it runs inside Triton.
 """
 
-from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelInfo, ModelSpec, PreprocessSpec, TensorSpec
+from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelInfo, TensorSpec
 
-__all__ = ["Backend", "BackendUnavailable", "ModelInfo", "ModelSpec", "PreprocessSpec", "TensorSpec"]
+__all__ = ["Backend", "BackendUnavailable", "ModelInfo", "TensorSpec"]

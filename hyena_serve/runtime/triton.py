@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 
-from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
-from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelSpec, check_batch
+from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME, TRITON_MANIFEST_PARAMETER
+from hyena_serve.manifest import Manifest, ManifestError
+from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelInfo, check_batch
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +38,27 @@ _GRPC_CHANNEL_ARGS = [
 
 
 class TritonBackend(Backend):
+    """Serves Triton model ``model``; what it is (preprocessing, labels, resolution) comes
+    from the manifest in its ``config.pbtxt``, read on the first successful contact."""
+
     def __init__(
         self,
-        spec: ModelSpec,
         url: str,
+        model: str,
         *,
         protocol: str = "http",
-        model: str | None = None,
         timeout_s: float = 30.0,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"triton protocol must be one of {PROTOCOLS}, got {protocol!r}")
         for scheme in ("http://", "https://", "grpc://"):
             url = url.removeprefix(scheme)
-        self.spec = spec
         self.url = url
         self.protocol = protocol
-        self.model = model or f"{spec.name}_cpu"
+        self.model = model
         self.timeout_s = timeout_s
         self.max_batch_size = DEFAULT_MAX_BATCH_SIZE
-        self.info = spec.info("triton", "triton", triton_model=self.model, triton_url=url, triton_protocol=protocol)
+        self.info = None
         self._conn: _Connection | None = None
         self._checked = False
 
@@ -100,20 +102,29 @@ class TritonBackend(Backend):
         conn.retired = True
 
     async def _check_model(self, conn: _Connection) -> None:
-        """Once per connection: read max_batch_size and check the input shape."""
+        """Once per connection: read the manifest and max_batch_size from the model config
+        and check the input shape against the manifest."""
         if self.protocol == "http":
             config = await conn.client.get_model_config(self.model)
         else:
             config = (await conn.client.get_model_config(self.model, as_json=True))["config"]
         self.max_batch_size = int(config.get("max_batch_size", 0)) or DEFAULT_MAX_BATCH_SIZE
+        text = config.get("parameters", {}).get(TRITON_MANIFEST_PARAMETER, {}).get("string_value")
+        if not text:
+            raise BackendUnavailable(f"Triton model {self.model!r} carries no {TRITON_MANIFEST_PARAMETER!r} parameter "
+                                     "in its config.pbtxt: fill the repository with `hyena-serve repo`")
+        try:
+            manifest = Manifest.from_json(text, origin=f"Triton model {self.model!r}")
+        except ManifestError as exc:
+            raise BackendUnavailable(str(exc)) from None
         for tensor in config.get("input", []):
             if tensor.get("name") == INPUT_NAME:
                 dims = [int(d) for d in tensor.get("dims", [])]
-                expected = [3, self.spec.resolution, self.spec.resolution]
-                if dims != expected:
-                    raise BackendUnavailable(
-                        f"Triton model {self.model!r} takes {INPUT_NAME} of dims {dims}, the gateway sends {expected}"
-                    )
+                if dims != list(manifest.preprocess.input_size):
+                    raise BackendUnavailable(f"Triton model {self.model!r} takes {INPUT_NAME} of dims {dims}, its "
+                                             f"manifest says {list(manifest.preprocess.input_size)}")
+        self.info = ModelInfo(manifest, "triton", "triton", extra={
+            "triton_model": self.model, "triton_url": self.url, "triton_protocol": self.protocol})
         self._checked = True
 
     # --- Backend ------------------------------------------------------------------------
@@ -141,11 +152,11 @@ class TritonBackend(Backend):
             return False
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_batch(batch, self.spec.resolution)
         try:
             async with asyncio.timeout(self.timeout_s), self._using() as conn:
                 if not self._checked:
                     await self._check_model(conn)
+                batch = check_batch(batch, self.info.preprocess.input_size)
                 step = self.max_batch_size
                 chunks = [batch[i : i + step] for i in range(0, len(batch), step)]
                 parts = await asyncio.gather(*(self._infer_chunk(conn, c) for c in chunks))
