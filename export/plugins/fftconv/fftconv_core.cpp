@@ -479,7 +479,7 @@ Result planGeometry(Attributes const& a, int64_t const xDims[4], Geometry& out)
     return Result::success();
 }
 
-WorkspaceLayout workspaceLayout(Geometry const& g) noexcept
+WorkspaceLayout workspaceLayout(Geometry const& g, size_t cufftWorkBytes) noexcept
 {
     WorkspaceLayout w;
     size_t const signals = static_cast<size_t>(g.signals());
@@ -488,7 +488,9 @@ WorkspaceLayout workspaceLayout(Geometry const& g) noexcept
     w.complexOffset = w.realOffset + w.realBytes;
     w.complexBytes
         = alignUp(signals * static_cast<size_t>(g.complexPerSignal()) * 2 * sizeof(float), kWorkspaceAlignment);
-    w.totalBytes = w.complexOffset + w.complexBytes;
+    w.workOffset = w.complexOffset + w.complexBytes;
+    w.workBytes = signals == 0 ? 0 : alignUp(cufftWorkBytes, kWorkspaceAlignment);
+    w.totalBytes = w.workOffset + w.workBytes;
     return w;
 }
 
@@ -513,8 +515,68 @@ PlanKey planKey(Geometry const& g) noexcept
         k.n0 = g.fftCols;
         k.n1 = 0;
     }
-    k.batchCount = g.signals();
+    k.channels = g.channels;
     return k;
+}
+
+int32_t planLevels(int64_t batch) noexcept
+{
+    int32_t levels = 0;
+    while (batch > 0 && levels < 63)
+    {
+        ++levels;
+        batch >>= 1;
+    }
+    return levels;
+}
+
+std::vector<BatchChunk> batchChunks(int64_t batch)
+{
+    std::vector<BatchChunk> chunks;
+    int64_t first = 0;
+    for (int32_t level = planLevels(batch) - 1; level >= 0; --level)
+    {
+        if ((batch >> level) & 1)
+        {
+            chunks.push_back(BatchChunk{first, level});
+            first += int64_t{1} << level;
+        }
+    }
+    return chunks;
+}
+
+size_t workReserveFor(std::vector<int64_t> const& table, int64_t batch, bool& covered) noexcept
+{
+    int32_t const levels = planLevels(batch);
+    covered = static_cast<size_t>(levels) <= table.size();
+    size_t reserve = 0;
+    for (int32_t k = 0; k < levels && static_cast<size_t>(k) < table.size(); ++k)
+    {
+        if (table[static_cast<size_t>(k)] > 0 && static_cast<size_t>(table[static_cast<size_t>(k)]) > reserve)
+        {
+            reserve = static_cast<size_t>(table[static_cast<size_t>(k)]);
+        }
+    }
+    return reserve;
+}
+
+Result validateWorkTable(std::vector<int64_t> const& table)
+{
+    if (table.size() > static_cast<size_t>(kMaxPlanLevels))
+    {
+        return Result::error(Status::kCorruptBuffer,
+            std::string("field '") + kFieldWorkTable + "' has " + std::to_string(table.size()) + " entries (max "
+                + std::to_string(kMaxPlanLevels) + ")");
+    }
+    for (int64_t v : table)
+    {
+        if (v < 0 || v > (int64_t{1} << 50))
+        {
+            return Result::error(Status::kCorruptBuffer,
+                std::string("field '") + kFieldWorkTable + "' has an invalid entry " + std::to_string(v));
+        }
+    }
+    return Result::success();
 }
 
 std::vector<uint8_t> serializeAttributes(Attributes const& a)

@@ -192,36 +192,70 @@ struct Geometry
 //! Geometry for a concrete X shape (N, C, H, W); N may be 0 (empty batch, nothing to do).
 Result planGeometry(Attributes const& a, int64_t const xDims[4], Geometry& out);
 
-//! Byte layout of the workspace: [padded real fp32 | complex spectrum], each aligned.
+//! Byte layout of the workspace: [padded real fp32 | complex spectrum | cuFFT work area],
+//! each aligned to kWorkspaceAlignment. The cuFFT work area is shared by every plan of the
+//! plugin instance (they run one after the other on one stream); cuFFT's own allocation is
+//! switched off, so this slice is all the device memory an enqueue touches besides I/O.
 struct WorkspaceLayout
 {
     size_t realOffset{0};
     size_t realBytes{0};
     size_t complexOffset{0};
     size_t complexBytes{0};
+    size_t workOffset{0};
+    size_t workBytes{0};
     size_t totalBytes{0};
 };
-WorkspaceLayout workspaceLayout(Geometry const& g) noexcept;
-//! Workspace bytes needed per batch item (one image: C signals), both buffers aligned.
+WorkspaceLayout workspaceLayout(Geometry const& g, size_t cufftWorkBytes = 0) noexcept;
+//! Workspace bytes of the real + complex buffers per batch item (one image: C signals).
 size_t workspaceBytesPerBatchItem(Geometry const& g) noexcept;
 
-//! What a cuFFT plan depends on: FFT rank and sizes and the number of batched signals.
-//! Changing H/W/crop only (same fft_size) keeps the plans; changing N or C re-plans.
+//! What a cuFFT plan depends on: FFT rank and sizes and the signals per batch item (C).
+//! The batch is not part of it: plans exist per power-of-two batch chunk (see below) and
+//! survive batch-size changes; H/W changes with the same fft_size keep them too.
 struct PlanKey
 {
     int32_t rank{0};
     int64_t n0{0}; //!< fftRows (2d) or fftCols (1d)
     int64_t n1{0}; //!< fftCols (2d) or 0
-    int64_t batchCount{0};
+    int64_t channels{0};
 
     bool operator==(PlanKey const& o) const noexcept
     {
-        return rank == o.rank && n0 == o.n0 && n1 == o.n1 && batchCount == o.batchCount;
+        return rank == o.rank && n0 == o.n0 && n1 == o.n1 && channels == o.channels;
     }
     bool operator!=(PlanKey const& o) const noexcept { return !(*this == o); }
     bool empty() const noexcept { return rank == 0; }
 };
 PlanKey planKey(Geometry const& g) noexcept;
+
+// ---- batch chunks --------------------------------------------------------------------------
+//! A batch of N images is transformed as the binary decomposition of N: one cuFFT call per
+//! set bit, largest first, with the plan made for 2^level images (2^level * C signals).
+//! Plans exist for every level 0..planLevels(N)-1, so any batch up to 2*2^(levels-1)-1
+//! needs no new plan. At most kMaxPlanLevels levels (N*C is limited to int32 anyway).
+constexpr int32_t kMaxPlanLevels = 31;
+//! Number of plan levels needed for batch N: floor(log2 N) + 1, 0 for N = 0.
+int32_t planLevels(int64_t batch) noexcept;
+
+struct BatchChunk
+{
+    int64_t first{0}; //!< first image of the chunk
+    int32_t level{0}; //!< the chunk holds 2^level images
+};
+//! The chunks of batch N, largest first (popcount(N) entries).
+std::vector<BatchChunk> batchChunks(int64_t batch);
+
+//! cuFFT work-area bytes reserved for a batch of N, given the per-level table measured when
+//! the workspace was sized (table[k] = work bytes of the level-k R2C and C2R plans): the
+//! largest entry of levels 0..planLevels(N)-1. `covered` is false when the table is shorter.
+size_t workReserveFor(std::vector<int64_t> const& table, int64_t batch, bool& covered) noexcept;
+
+//! Engine field holding that table (kINT64 list, one entry per level; written by the plugin
+//! so that enqueue knows how much workspace TensorRT was asked for).
+constexpr char const* kFieldWorkTable = "hyena_fftconv_cufft_work";
+//! Checks a table read back from an engine (entries >= 0, at most kMaxPlanLevels).
+Result validateWorkTable(std::vector<int64_t> const& table);
 
 // ---- serialisation -----------------------------------------------------------------------
 //! Format: "HFCV" | u16 version | u16 reserved(0) | u32 payload bytes | payload | u32 FNV-1a

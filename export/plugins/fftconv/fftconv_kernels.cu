@@ -2,14 +2,21 @@
 //
 // Pipeline per enqueue (all on the caller's stream, scratch in the TensorRT workspace):
 //   1. pad+cast:  X (fp32|fp16) -> zero-padded fp32 planes (N*C, fftRows, fftCols)
-//   2. cufftExecR2C (batched over N*C)            -> half spectra (N*C, fftRows, specCols)
+//   2. cufftExecR2C per batch chunk (2^k images each) -> half spectra (N*C, fftRows, specCols)
 //   3. multiply:  spectrum *= Kf[c] / (fftRows*fftCols)   (Kf broadcast over the batch)
-//   4. cufftExecC2R (batched, out of place back into the real buffer)
+//   4. cufftExecC2R per batch chunk (out of place back into the real buffer)
 //   5. crop+skip+cast: Y = real[crop window] + D[c] * X, stored as X's dtype
 // The index math lives in fftconv_core.h (shared with the CPU emulation in the tests).
+// cuFFT plans: one R2C/C2R pair per power-of-two batch level, made outside enqueue with
+// auto-allocation off; their common work area is the last slice of the workspace.
 #include "fftconv_kernels.cuh"
 
 #include <cuda_fp16.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <vector>
 
 namespace hyena
 {
@@ -202,33 +209,14 @@ KernelResult launchCropSkipCast(Geometry const& g, IoType io, float const* real,
     return lastLaunch("cropSkipCastKernel");
 }
 
-void destroyPlans(FftPlans& plans) noexcept
+namespace
 {
-    if (plans.valid)
-    {
-        cufftDestroy(plans.r2c);
-        cufftDestroy(plans.c2r);
-    }
-    plans = FftPlans{};
-}
 
-KernelResult ensurePlans(Geometry const& g, FftPlans& plans) noexcept
+std::atomic<int64_t> gPlansCreated{0};
+
+// FFT lengths and per-signal distances of geometry g for cufft*Many (n has rank entries).
+void planShape(Geometry const& g, int n[2], int& realDist, int& complexDist) noexcept
 {
-    if (!geometrySane(g))
-    {
-        return invalid("ensurePlans");
-    }
-    PlanKey const key = planKey(g);
-    if (plans.valid && plans.key == key)
-    {
-        return ok();
-    }
-    destroyPlans(plans);
-    if (key.batchCount == 0)
-    {
-        return ok(); // empty batch: nothing to plan
-    }
-    int n[2] = {0, 0};
     if (g.rank == 2)
     {
         n[0] = static_cast<int>(g.fftRows);
@@ -237,44 +225,176 @@ KernelResult ensurePlans(Geometry const& g, FftPlans& plans) noexcept
     else
     {
         n[0] = static_cast<int>(g.fftCols);
+        n[1] = 0;
     }
-    int const realDist = static_cast<int>(g.realPerSignal());
-    int const complexDist = static_cast<int>(g.complexPerSignal());
-    int const batch = static_cast<int>(key.batchCount);
+    realDist = static_cast<int>(g.realPerSignal());
+    complexDist = static_cast<int>(g.complexPerSignal());
+}
 
-    FftPlans fresh;
-    size_t workBytes = 0;
-    KernelResult r = cufftCheck(cufftCreate(&fresh.r2c), "cufftCreate(R2C)");
+// One plan: create, auto-allocation off, make (contiguous batches: inembed/onembed =
+// nullptr selects the basic layout with unit stride and the given distances).
+KernelResult makeOnePlan(Geometry const& g, cufftType type, int batchSignals, cufftHandle& out, size_t& workBytes)
+{
+    int n[2];
+    int realDist = 0;
+    int complexDist = 0;
+    planShape(g, n, realDist, complexDist);
+    int const idist = type == CUFFT_R2C ? realDist : complexDist;
+    int const odist = type == CUFFT_R2C ? complexDist : realDist;
+    cufftHandle h = 0;
+    KernelResult r = cufftCheck(cufftCreate(&h), "cufftCreate");
     if (!r.ok())
     {
         return r;
     }
-    r = cufftCheck(cufftCreate(&fresh.c2r), "cufftCreate(C2R)");
-    if (!r.ok())
-    {
-        cufftDestroy(fresh.r2c);
-        return r;
-    }
-    // Contiguous batches: inembed/onembed = nullptr selects the basic layout with
-    // unit stride and the given distances between signals.
-    r = cufftCheck(cufftMakePlanMany(fresh.r2c, g.rank, n, nullptr, 1, realDist, nullptr, 1, complexDist, CUFFT_R2C,
-                       batch, &workBytes),
-        "cufftMakePlanMany(R2C)");
+    r = cufftCheck(cufftSetAutoAllocation(h, 0), "cufftSetAutoAllocation");
     if (r.ok())
     {
-        r = cufftCheck(cufftMakePlanMany(fresh.c2r, g.rank, n, nullptr, 1, complexDist, nullptr, 1, realDist,
-                           CUFFT_C2R, batch, &workBytes),
-            "cufftMakePlanMany(C2R)");
+        workBytes = 0;
+        r = cufftCheck(cufftMakePlanMany(h, g.rank, n, nullptr, 1, idist, nullptr, 1, odist, type, batchSignals,
+                           &workBytes),
+            type == CUFFT_R2C ? "cufftMakePlanMany(R2C)" : "cufftMakePlanMany(C2R)");
     }
     if (!r.ok())
     {
-        cufftDestroy(fresh.r2c);
-        cufftDestroy(fresh.c2r);
+        cufftDestroy(h);
         return r;
     }
-    fresh.valid = true;
-    fresh.key = key;
-    plans = fresh;
+    gPlansCreated.fetch_add(1, std::memory_order_relaxed);
+    out = h;
+    return ok();
+}
+
+} // namespace
+
+int64_t cufftPlansCreated() noexcept
+{
+    return gPlansCreated.load(std::memory_order_relaxed);
+}
+
+void destroyPlans(FftPlans& plans) noexcept
+{
+    for (int32_t k = 0; k < plans.levels; ++k)
+    {
+        cufftDestroy(plans.r2c[k]);
+        cufftDestroy(plans.c2r[k]);
+    }
+    plans = FftPlans{};
+}
+
+KernelResult ensurePlans(Geometry const& g, FftPlans& plans, int32_t* created) noexcept
+{
+    if (created != nullptr)
+    {
+        *created = 0;
+    }
+    if (!geometrySane(g))
+    {
+        return invalid("ensurePlans");
+    }
+    PlanKey const key = planKey(g);
+    if (plans.levels > 0 && plans.key != key)
+    {
+        destroyPlans(plans); // FFT sizes or channels changed: the geometry, not the batch
+    }
+    plans.key = key;
+    int32_t const want = planLevels(g.batch);
+    if (want > kMaxPlanLevels)
+    {
+        return invalid("ensurePlans: batch too large");
+    }
+    while (plans.levels < want)
+    {
+        int32_t const k = plans.levels;
+        int64_t const signals = (int64_t{1} << k) * g.channels;
+        if (signals > INT32_MAX)
+        {
+            return invalid("ensurePlans: N*C exceeds int32");
+        }
+        size_t w1 = 0;
+        size_t w2 = 0;
+        cufftHandle r2c = 0;
+        cufftHandle c2r = 0;
+        KernelResult r = makeOnePlan(g, CUFFT_R2C, static_cast<int>(signals), r2c, w1);
+        if (!r.ok())
+        {
+            return r;
+        }
+        r = makeOnePlan(g, CUFFT_C2R, static_cast<int>(signals), c2r, w2);
+        if (!r.ok())
+        {
+            cufftDestroy(r2c);
+            return r;
+        }
+        plans.r2c[k] = r2c;
+        plans.c2r[k] = c2r;
+        plans.workBytes[k] = w1 > w2 ? w1 : w2;
+        plans.levels = k + 1;
+        if (created != nullptr)
+        {
+            *created += 2;
+        }
+    }
+    return ok();
+}
+
+size_t plansWorkBytes(FftPlans const& plans, int64_t batch, bool& covered) noexcept
+{
+    int32_t const levels = planLevels(batch);
+    covered = levels <= plans.levels;
+    size_t bytes = 0;
+    for (int32_t k = 0; k < levels && k < plans.levels; ++k)
+    {
+        bytes = plans.workBytes[k] > bytes ? plans.workBytes[k] : bytes;
+    }
+    return bytes;
+}
+
+KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out) noexcept
+{
+    if (!geometrySane(g) || out == nullptr || levels < 0 || levels > kMaxPlanLevels)
+    {
+        return invalid("queryWorkBytes");
+    }
+    int n[2];
+    int realDist = 0;
+    int complexDist = 0;
+    planShape(g, n, realDist, complexDist);
+    for (int32_t k = 0; k < levels; ++k)
+    {
+        int64_t const signals = (int64_t{1} << k) * g.channels;
+        if (signals > INT32_MAX)
+        {
+            return invalid("queryWorkBytes: N*C exceeds int32");
+        }
+        size_t most = 0;
+        for (cufftType type : {CUFFT_R2C, CUFFT_C2R})
+        {
+            cufftHandle h = 0;
+            KernelResult r = cufftCheck(cufftCreate(&h), "cufftCreate");
+            if (!r.ok())
+            {
+                return r;
+            }
+            size_t bytes = 0;
+            r = cufftCheck(cufftSetAutoAllocation(h, 0), "cufftSetAutoAllocation");
+            if (r.ok())
+            {
+                int const idist = type == CUFFT_R2C ? realDist : complexDist;
+                int const odist = type == CUFFT_R2C ? complexDist : realDist;
+                r = cufftCheck(cufftGetSizeMany(h, g.rank, n, nullptr, 1, idist, nullptr, 1, odist, type,
+                                   static_cast<int>(signals), &bytes),
+                    "cufftGetSizeMany");
+            }
+            cufftDestroy(h);
+            if (!r.ok())
+            {
+                return r;
+            }
+            most = bytes > most ? bytes : most;
+        }
+        out[k] = static_cast<int64_t>(most);
+    }
     return ok();
 }
 
@@ -293,14 +413,20 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
     {
         return invalid("run: null pointer");
     }
-    if (!plans.valid || plans.key != planKey(g))
+    bool covered = false;
+    size_t const workBytes = plansWorkBytes(plans, g.batch, covered);
+    if (!covered || plans.key != planKey(g))
     {
         return invalid("run: cuFFT plans missing or stale (onShapeChange not called?)");
     }
-    WorkspaceLayout const w = workspaceLayout(g);
-    if (a.workspaceBytes < w.totalBytes || reinterpret_cast<uintptr_t>(a.workspace) % kWorkspaceAlignment != 0)
+    WorkspaceLayout const w = workspaceLayout(g, workBytes);
+    if (a.workspaceBytes < w.totalBytes)
     {
-        return invalid("run: workspace too small or misaligned");
+        return invalid("run: workspace too small for this batch and its cuFFT work area");
+    }
+    if (reinterpret_cast<uintptr_t>(a.workspace) % kWorkspaceAlignment != 0)
+    {
+        return invalid("run: workspace misaligned");
     }
     if (reinterpret_cast<uintptr_t>(a.kf) % alignof(float2) != 0)
     {
@@ -308,34 +434,53 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
     }
     auto* base = static_cast<unsigned char*>(a.workspace);
     float* const real = reinterpret_cast<float*>(base + w.realOffset);
-    float* const spec = reinterpret_cast<float*>(base + w.complexOffset);
+    auto* const spec = reinterpret_cast<cufftComplex*>(base + w.complexOffset);
+    void* const work = workBytes > 0 ? static_cast<void*>(base + w.workOffset) : nullptr;
+    std::vector<BatchChunk> chunks;
+    try
+    {
+        chunks = batchChunks(g.batch);
+    }
+    catch (...)
+    {
+        return invalid("run: out of host memory");
+    }
 
     KernelResult r = launchPadCast(g, a.io, a.x, real, stream);
-    if (!r.ok())
+    for (size_t i = 0; r.ok() && i < chunks.size(); ++i)
     {
-        return r;
+        int32_t const k = chunks[i].level;
+        int64_t const s0 = chunks[i].first * g.channels;
+        r = cufftCheck(cufftSetStream(plans.r2c[k], stream), "cufftSetStream(R2C)");
+        if (r.ok())
+        {
+            r = cufftCheck(cufftSetWorkArea(plans.r2c[k], work), "cufftSetWorkArea(R2C)");
+        }
+        if (r.ok())
+        {
+            r = cufftCheck(cufftExecR2C(plans.r2c[k], real + s0 * g.realPerSignal(), spec + s0 * g.complexPerSignal()),
+                "cufftExecR2C");
+        }
     }
-    r = cufftCheck(cufftSetStream(plans.r2c, stream), "cufftSetStream(R2C)");
-    if (!r.ok())
+    if (r.ok())
     {
-        return r;
+        r = launchSpectrumMultiply(g, a.kf, reinterpret_cast<float*>(spec), stream);
     }
-    r = cufftCheck(cufftExecR2C(plans.r2c, real, reinterpret_cast<cufftComplex*>(spec)), "cufftExecR2C");
-    if (!r.ok())
+    for (size_t i = 0; r.ok() && i < chunks.size(); ++i)
     {
-        return r;
+        int32_t const k = chunks[i].level;
+        int64_t const s0 = chunks[i].first * g.channels;
+        r = cufftCheck(cufftSetStream(plans.c2r[k], stream), "cufftSetStream(C2R)");
+        if (r.ok())
+        {
+            r = cufftCheck(cufftSetWorkArea(plans.c2r[k], work), "cufftSetWorkArea(C2R)");
+        }
+        if (r.ok())
+        {
+            r = cufftCheck(cufftExecC2R(plans.c2r[k], spec + s0 * g.complexPerSignal(), real + s0 * g.realPerSignal()),
+                "cufftExecC2R");
+        }
     }
-    r = launchSpectrumMultiply(g, a.kf, spec, stream);
-    if (!r.ok())
-    {
-        return r;
-    }
-    r = cufftCheck(cufftSetStream(plans.c2r, stream), "cufftSetStream(C2R)");
-    if (!r.ok())
-    {
-        return r;
-    }
-    r = cufftCheck(cufftExecC2R(plans.c2r, reinterpret_cast<cufftComplex*>(spec), real), "cufftExecC2R");
     if (!r.ok())
     {
         return r;

@@ -45,22 +45,41 @@ enum class IoType : int32_t
     kFloat16 = 1,
 };
 
-//! R2C and C2R plans, batched over N*C signals (cufftPlanMany), keyed by PlanKey.
+//! R2C and C2R plans of one plugin instance, one pair per batch level k (batched over
+//! 2^k * C signals; see batchChunks() in fftconv_core.h). Made with cuFFT's auto-allocation
+//! off: they own no work area; run() hands them a slice of the caller's workspace.
 struct FftPlans
 {
-    cufftHandle r2c{0};
-    cufftHandle c2r{0};
-    bool valid{false};
+    cufftHandle r2c[kMaxPlanLevels]{};
+    cufftHandle c2r[kMaxPlanLevels]{};
+    size_t workBytes[kMaxPlanLevels]{}; //!< max(R2C, C2R) work area of level k, from cufftMakePlanMany
+    int32_t levels{0};                  //!< levels 0..levels-1 exist
     PlanKey key{};
 };
 
-//! (Re)creates `plans` for `g` unless they already match planKey(g). Plans allocate their
-//! own cuFFT work area at creation (outside enqueue). A geometry with no signals leaves
-//! the plans empty (nothing to run).
-KernelResult ensurePlans(Geometry const& g, FftPlans& plans) noexcept;
+//! Makes sure `plans` can run batch g.batch: if the plan key (FFT sizes, C) differs, every
+//! plan is destroyed first; then the missing levels 0..planLevels(g.batch)-1 are made.
+//! Nothing is created when they exist already, so after the first call for a batch size
+//! (and for every smaller one) this makes no plan. Call outside enqueue: plan creation
+//! allocates (twiddles) and synchronises. `created` (optional) receives the number of
+//! cuFFT plans made by this call.
+KernelResult ensurePlans(Geometry const& g, FftPlans& plans, int32_t* created = nullptr) noexcept;
 
 //! Destroys the plans (safe on empty plans).
 void destroyPlans(FftPlans& plans) noexcept;
+
+//! cuFFT work-area bytes the existing plans need for batch `batch` (largest of levels
+//! 0..planLevels(batch)-1); `covered` is false when a level is missing.
+size_t plansWorkBytes(FftPlans const& plans, int64_t batch, bool& covered) noexcept;
+
+//! Work-area bytes of the R2C/C2R plans at levels 0..levels-1 for geometry g, without making
+//! plans (cufftGetSizeMany on temporary handles, auto-allocation off): what getWorkspaceSize
+//! reserves. out[k] = max(R2C, C2R) bytes of level k.
+KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out) noexcept;
+
+//! Number of cuFFT plans this process has made through ensurePlans (successful
+//! cufftMakePlanMany calls), for tests that assert "no re-planning".
+int64_t cufftPlansCreated() noexcept;
 
 struct LaunchArgs
 {
@@ -70,12 +89,15 @@ struct LaunchArgs
     float const* kf{nullptr}; //!< Kf (C, fftRows, specCols, 2) fp32
     float const* d{nullptr};  //!< D (C,) fp32
     void* y{nullptr};         //!< Y, X's shape and dtype
-    void* workspace{nullptr}; //!< >= workspaceLayout(geom).totalBytes, 256-byte aligned
-    size_t workspaceBytes{0};
+    void* workspace{nullptr}; //!< 256-byte aligned; layout workspaceLayout(geom, plansWorkBytes(...))
+    size_t workspaceBytes{0}; //!< bytes really available at `workspace` (what TensorRT was asked for)
 };
 
 //! pad+cast -> R2C -> (x Kf / (Nh*Nw)) -> C2R -> crop + D*x + cast, all on `stream`.
-//! Sets the plans' stream on every call (plans may be shared across enqueues/streams).
+//! Sets every used plan's stream and work area (a slice of `workspace`) on every call;
+//! refuses (kInvalidArgument, nothing launched) when the workspace is smaller than the
+//! layout needs, or plans are missing. No allocation, plan creation or synchronisation,
+//! so it can be captured in a CUDA graph.
 KernelResult run(LaunchArgs const& args, FftPlans const& plans, cudaStream_t stream) noexcept;
 
 // Individual kernel launches (exposed for tests on a GPU host).

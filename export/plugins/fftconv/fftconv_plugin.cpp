@@ -1,6 +1,7 @@
 // hyena::FFTConv TensorRT glue: see fftconv_plugin.h.
 #include "fftconv_plugin.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -282,8 +283,29 @@ nvinfer1::IPluginV3* FFTConvPlugin::clone() noexcept
     return guarded(mRecorder, "clone", static_cast<nvinfer1::IPluginV3*>(nullptr), [&]() -> nvinfer1::IPluginV3* {
         auto* p = new FFTConvPlugin(mAttrs, mLayerName);
         p->mRecorder = mRecorder;
-        // Geometry and cuFFT plans are per instance: the clone makes its own in
-        // onShapeChange (TensorRT calls it before the first enqueue of every context).
+        // The configured state travels with the clone: geometry, X dims, I/O type, validity,
+        // the workspace grant and the work table. cuFFT handles are per instance, so a
+        // configured clone makes its own plans now (outside enqueue); if that fails it stays
+        // unconfigured and enqueue refuses until the next onShapeChange.
+        p->mGeom = mGeom;
+        std::copy(mXDims, mXDims + 4, p->mXDims);
+        p->mIo = mIo;
+        p->mGrantedBytes = mGrantedBytes;
+        p->mWorkTable = mWorkTable;
+        p->mGeomValid = false;
+        if (mGeomValid)
+        {
+            KernelResult const k = ensurePlans(mGeom, p->mPlans);
+            if (k.ok())
+            {
+                p->mGeomValid = true;
+            }
+            else
+            {
+                report(ErrorCode::kFAILED_INITIALIZATION,
+                    "clone: cuFFT plan creation failed (" + kernelMessage(k) + "); the clone needs onShapeChange");
+            }
+        }
         return p;
     });
 }
@@ -425,7 +447,32 @@ size_t FFTConvPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* 
             fail(r);
             return 0;
         }
-        return workspaceLayout(g).totalBytes;
+        // Buffers for the largest batch + the cuFFT work area of every batch level up to it
+        // (measured with cufftGetSizeMany, no plan made). What was asked for is remembered
+        // per level and serialised, so that the runtime can check what it may use.
+        int32_t const levels = planLevels(g.batch);
+        std::vector<int64_t> table(static_cast<size_t>(levels), 0);
+        if (levels > 0)
+        {
+            KernelResult const k = queryWorkBytes(g, levels, table.data());
+            if (!k.ok())
+            {
+                std::fill(table.begin(), table.end(), 0);
+                report(ErrorCode::kINTERNAL_ERROR,
+                    "getWorkspaceSize: cannot size the cuFFT work area (" + kernelMessage(k)
+                        + "); reserving none, so the engine will refuse to run where cuFFT needs one");
+            }
+        }
+        if (mWorkTable.size() < table.size())
+        {
+            mWorkTable.resize(table.size(), 0);
+        }
+        for (size_t i = 0; i < table.size(); ++i)
+        {
+            mWorkTable[i] = std::max(mWorkTable[i], table[i]);
+        }
+        bool covered = false;
+        return workspaceLayout(g, workReserveFor(table, g.batch, covered)).totalBytes;
     });
 }
 
@@ -455,15 +502,54 @@ int32_t FFTConvPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32
         {
             return fail(r);
         }
-        // cuFFT plans are made here (they allocate), never in enqueue.
-        KernelResult const k = ensurePlans(g, mPlans);
+        // cuFFT plans are made here, never in enqueue, and only for batch levels not seen
+        // before (see ensurePlans): batch-size changes within what was seen make no plan.
+        KernelResult k = ensurePlans(g, mPlans);
         if (!k.ok())
         {
             report(ErrorCode::kFAILED_INITIALIZATION, "cuFFT plan creation failed: " + kernelMessage(k));
             return -1;
         }
+        bool covered = false;
+        size_t const needWork = plansWorkBytes(mPlans, g.batch, covered);
+        size_t const need = workspaceLayout(g, needWork).totalBytes;
+        // What TensorRT provides: at least getWorkspaceSize of this shape (it asked for the
+        // profile's largest), i.e. the buffers plus the work bytes recorded per level.
+        size_t reserve = 0;
+        if (!mWorkTable.empty())
+        {
+            reserve = workReserveFor(mWorkTable, g.batch, covered);
+            if (!covered)
+            {
+                return fail(Result::error(Status::kInvalidShape,
+                    "batch " + std::to_string(g.batch) + " is larger than any profile the workspace was sized for"));
+            }
+        }
+        else
+        {
+            // No record (engine from an older plugin, or a builder-side instance that was not
+            // sized): size it as getWorkspaceSize would for this shape.
+            std::vector<int64_t> table(static_cast<size_t>(planLevels(g.batch)), 0);
+            k = queryWorkBytes(g, static_cast<int32_t>(table.size()), table.data());
+            if (!k.ok())
+            {
+                report(ErrorCode::kFAILED_INITIALIZATION, "cannot size the cuFFT work area: " + kernelMessage(k));
+                return -1;
+            }
+            reserve = workReserveFor(table, g.batch, covered);
+        }
+        size_t const granted = workspaceLayout(g, reserve).totalBytes;
+        if (need > granted)
+        {
+            return fail(Result::error(Status::kInternal,
+                "cuFFT needs a " + std::to_string(needWork) + "-byte work area for batch " + std::to_string(g.batch)
+                    + " but the engine's workspace holds " + std::to_string(reserve)
+                    + " (engine built with another cuFFT or GPU? rebuild it)"));
+        }
         mGeom = g;
+        std::copy(x.dims.begin(), x.dims.end(), mXDims);
         mIo = in[kInputX].type == DataType::kHALF ? IoType::kFloat16 : IoType::kFloat32;
+        mGrantedBytes = granted;
         mGeomValid = true;
         return 0;
     });
@@ -485,7 +571,8 @@ int32_t FFTConvPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
             return -1;
         }
         nvinfer1::Dims const& xd = inputDesc[kInputX].dims;
-        if (xd.nbDims != 4 || xd.d[0] != mGeom.batch || xd.d[1] != mGeom.channels)
+        if (xd.nbDims != 4 || xd.d[0] != mXDims[0] || xd.d[1] != mXDims[1] || xd.d[2] != mXDims[2]
+            || xd.d[3] != mXDims[3])
         {
             report(ErrorCode::kINVALID_STATE, "enqueue: X shape differs from the last onShapeChange");
             return -1;
@@ -498,8 +585,9 @@ int32_t FFTConvPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
         a.d = static_cast<float const*>(inputs[kInputD]);
         a.y = outputs[0];
         a.workspace = workspace;
-        // TensorRT provides what getWorkspaceSize asked for the profile's largest shapes.
-        a.workspaceBytes = workspaceLayout(mGeom).totalBytes;
+        // What TensorRT provides (at least what getWorkspaceSize asked for this shape); run()
+        // compares it with the layout its plans need and refuses rather than overrun it.
+        a.workspaceBytes = mGrantedBytes;
         KernelResult const k = run(a, mPlans, stream);
         if (!k.ok())
         {
@@ -540,6 +628,13 @@ PluginFieldCollection const* FFTConvPlugin::getFieldsToSerialize() noexcept
                 static_cast<int32_t>(mAttrs.fftSize.size()));
             mFields.emplace_back(
                 kFieldState, mState.data(), PluginFieldType::kINT8, static_cast<int32_t>(mState.size()));
+            // The cuFFT work bytes per batch level the workspace request included.
+            mWorkTableOut = mWorkTable;
+            if (!mWorkTableOut.empty())
+            {
+                mFields.emplace_back(kFieldWorkTable, mWorkTableOut.data(), PluginFieldType::kINT64,
+                    static_cast<int32_t>(mWorkTableOut.size()));
+            }
             mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
             mFieldCollection.fields = mFields.data();
             return &mFieldCollection;
@@ -600,7 +695,23 @@ nvinfer1::IPluginV3* FFTConvPluginCreator::createPlugin(
             reportTo(nullptr, toErrorCode(r.status), "createPlugin('" + layer + "'): " + r.message);
             return nullptr;
         }
-        return new FFTConvPlugin(std::move(attrs), layer);
+        std::vector<int64_t> table;
+        auto const wt = fields.find(kFieldWorkTable);
+        if (wt != fields.end())
+        {
+            table = wt->second.ints;
+            r = wt->second.kind == AttrValue::Kind::kInts
+                ? validateWorkTable(table)
+                : Result::error(Status::kCorruptBuffer, std::string("field '") + kFieldWorkTable + "' must be ints");
+            if (!r.ok())
+            {
+                reportTo(nullptr, toErrorCode(r.status), "createPlugin('" + layer + "'): " + r.message);
+                return nullptr;
+            }
+        }
+        auto* p = new FFTConvPlugin(std::move(attrs), layer);
+        p->setWorkTable(std::move(table));
+        return p;
     });
 }
 

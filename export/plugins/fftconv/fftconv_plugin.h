@@ -73,6 +73,16 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
     Attributes const& attributes() const noexcept { return mAttrs; }
+    //! cuFFT work bytes per batch level that the workspace request included (see
+    //! workReserveFor in fftconv_core.h); restored from the engine by createPlugin.
+    std::vector<int64_t> const& workTable() const noexcept { return mWorkTable; }
+    void setWorkTable(std::vector<int64_t> table) { mWorkTable = std::move(table); }
+    //! Configured state, for tests: geometry valid after onShapeChange, and its I/O type.
+    bool configured() const noexcept { return mGeomValid; }
+    Geometry const& geometry() const noexcept { return mGeom; }
+    IoType ioType() const noexcept { return mIo; }
+    //! Workspace bytes TensorRT is known to provide for the configured shape.
+    size_t grantedWorkspaceBytes() const noexcept { return mGrantedBytes; }
 
 private:
     void report(nvinfer1::ErrorCode code, std::string const& msg) const noexcept;
@@ -82,15 +92,21 @@ private:
     std::string mLayerName;
     nvinfer1::IErrorRecorder* mRecorder{nullptr};
 
-    // Runtime state (per execution context: TensorRT clones via attachToContext).
+    // Runtime state (per execution context: TensorRT clones via attachToContext; clone()
+    // copies all of it and makes its own plans, cuFFT handles are never shared).
     Geometry mGeom{};
+    int64_t mXDims[4]{0, 0, 0, 0};
     bool mGeomValid{false};
     IoType mIo{IoType::kFloat32};
+    size_t mGrantedBytes{0};
     FftPlans mPlans{};
+    // Written by getWorkspaceSize (a const method: hence mutable), serialised with the engine.
+    mutable std::vector<int64_t> mWorkTable;
 
     // Storage behind getFieldsToSerialize().
     std::string mModeStr;
     std::vector<uint8_t> mState;
+    std::vector<int64_t> mWorkTableOut;
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };

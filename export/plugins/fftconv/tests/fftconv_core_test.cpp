@@ -5,6 +5,7 @@
 // multiply by Kf with the 1/N scale -> inverse DFT -> crop + D*x) and compares it with a
 // direct convolution from the op's definition, for both modes.
 #include "fftconv_core.h"
+#include "fftconv_reference.h"
 #include "test_check.h"
 
 #include <cmath>
@@ -32,7 +33,6 @@ namespace
     } while (0)
 
 using namespace hyena::fftconv;
-using cd = std::complex<double>;
 
 Attributes attrs2d(int kh, int kw, int nh, int nw)
 {
@@ -223,7 +223,8 @@ void testGeometryWorkspaceAndPlanKey()
     CHECK(g1.specCols == 3137 && g1.cropRow == 0 && g1.cropCol == 3135);
     CHECK(workspaceLayout(g1).totalBytes == size_t{64} * 6272 * 4 + size_t{64} * 3137 * 8);
 
-    // Plan key: same FFT sizes and batch keep the plan; batch, channels or mode change it.
+    // Plan key: the batch is not part of it (plans per batch level survive batch changes);
+    // FFT sizes, channels or mode change it.
     int64_t const xSmaller[4] = {2, 64, 40, 50};
     Geometry g2{};
     CHECK_STATUS(planGeometry(a, xSmaller, g2), Status::kOk);
@@ -231,15 +232,28 @@ void testGeometryWorkspaceAndPlanKey()
     int64_t const xBatch[4] = {3, 64, 56, 56};
     Geometry g3{};
     CHECK_STATUS(planGeometry(a, xBatch, g3), Status::kOk);
-    CHECK(planKey(g3) != planKey(g));
-    CHECK(planKey(g3).batchCount == 192);
+    CHECK(planKey(g3) == planKey(g));
+    CHECK(planKey(g3).channels == 64);
+    int64_t const xChannels[4] = {2, 32, 56, 56};
+    CHECK_STATUS(planGeometry(a, xChannels, g2), Status::kOk);
+    CHECK(planKey(g2) != planKey(g));
     CHECK(planKey(g1).rank == 1 && planKey(g1).n0 == 6272 && planKey(g1).n1 == 0);
+    CHECK(planKey(g1) != planKey(g));
     CHECK(!planKey(g).empty() && PlanKey{}.empty());
+
+    // The cuFFT work area is the last, aligned slice.
+    WorkspaceLayout const ww = workspaceLayout(g, 1000);
+    CHECK(ww.realBytes == w.realBytes && ww.complexBytes == w.complexBytes);
+    CHECK(ww.workOffset == w.complexOffset + w.complexBytes && ww.workBytes == 1024);
+    CHECK(ww.totalBytes == w.totalBytes + 1024 && ww.workOffset % kWorkspaceAlignment == 0);
+    CHECK(workspaceLayout(g, 0).totalBytes == w.totalBytes && workspaceLayout(g, 0).workBytes == 0);
+    CHECK(workspaceLayout(g, 256).workBytes == 256);
 
     // Empty batch plans fine (nothing to launch); bad dims do not.
     int64_t const xEmpty[4] = {0, 64, 56, 56};
     CHECK_STATUS(planGeometry(a, xEmpty, g2), Status::kOk);
     CHECK(g2.signals() == 0 && workspaceLayout(g2).totalBytes == 0);
+    CHECK(workspaceLayout(g2, 4096).totalBytes == 0); // no signals: no cuFFT call, no work area
     int64_t const xNeg[4] = {-1, 64, 56, 56};
     CHECK_STATUS(planGeometry(a, xNeg, g2), Status::kInvalidShape);
     int64_t const xTooBig[4] = {1, 64, 60, 56};
@@ -247,6 +261,50 @@ void testGeometryWorkspaceAndPlanKey()
     int64_t const xHuge[4] = {int64_t{1} << 26, 64, 56, 56};
     CHECK_STATUS(planGeometry(a, xHuge, g2), Status::kInvalidShape); // N*C > int32
     CHECK_STATUS(planGeometry(attrs2d(3, 3, 2, 8), xs, g2), Status::kInvalidAttribute);
+}
+
+void testBatchChunksAndWorkTable()
+{
+    CHECK(planLevels(0) == 0 && planLevels(1) == 1 && planLevels(2) == 2 && planLevels(3) == 2);
+    CHECK(planLevels(7) == 3 && planLevels(8) == 4 && planLevels(64) == 7 && planLevels(65) == 7);
+    CHECK(batchChunks(0).empty());
+    auto chunks = batchChunks(1);
+    CHECK(chunks.size() == 1 && chunks[0].first == 0 && chunks[0].level == 0);
+    chunks = batchChunks(8);
+    CHECK(chunks.size() == 1 && chunks[0].first == 0 && chunks[0].level == 3);
+    chunks = batchChunks(3);
+    CHECK(chunks.size() == 2 && chunks[0].first == 0 && chunks[0].level == 1 && chunks[1].first == 2
+        && chunks[1].level == 0);
+    chunks = batchChunks(13); // 8 + 4 + 1
+    CHECK(chunks.size() == 3 && chunks[0].level == 3 && chunks[1].first == 8 && chunks[1].level == 2
+        && chunks[2].first == 12 && chunks[2].level == 0);
+    // Every batch 1..200: the chunks tile [0, N) in order and only use levels < planLevels(N).
+    for (int64_t n = 1; n <= 200; ++n)
+    {
+        int64_t next = 0;
+        bool good = true;
+        for (BatchChunk const& c : batchChunks(n))
+        {
+            good = good && c.first == next && c.level < planLevels(n);
+            next += int64_t{1} << c.level;
+        }
+        CHECK(good && next == n);
+    }
+
+    // The work reserve for batch N: the largest table entry of levels 0..planLevels(N)-1.
+    std::vector<int64_t> const table{512, 0, 4096, 1024};
+    bool covered = false;
+    CHECK(workReserveFor(table, 1, covered) == 512 && covered);
+    CHECK(workReserveFor(table, 3, covered) == 512 && covered);
+    CHECK(workReserveFor(table, 4, covered) == 4096 && covered);
+    CHECK(workReserveFor(table, 15, covered) == 4096 && covered);
+    CHECK(workReserveFor(table, 16, covered) == 4096 && !covered); // needs level 4
+    CHECK(workReserveFor({}, 1, covered) == 0 && !covered);
+    CHECK(workReserveFor({}, 0, covered) == 0 && covered);
+    CHECK_STATUS(validateWorkTable(table), Status::kOk);
+    CHECK_STATUS(validateWorkTable({}), Status::kOk);
+    CHECK_STATUS(validateWorkTable({1, -1}), Status::kCorruptBuffer);
+    CHECK_STATUS(validateWorkTable(std::vector<int64_t>(kMaxPlanLevels + 1, 0)), Status::kCorruptBuffer);
 }
 
 void testSerialisation()
@@ -302,148 +360,10 @@ void testSerialisation()
 }
 
 // ---- CPU emulation of the CUDA pipeline, checked against a direct convolution ----------
-
-// Full complex DFT of a real (n0, n1) array (sign -1 forward, +1 inverse, unnormalised).
-std::vector<cd> dft2(std::vector<cd> const& in, int64_t n0, int64_t n1, int sign)
-{
-    double const pi = std::acos(-1.0);
-    std::vector<cd> out(static_cast<size_t>(n0 * n1));
-    for (int64_t p = 0; p < n0; ++p)
-    {
-        for (int64_t q = 0; q < n1; ++q)
-        {
-            cd acc = 0;
-            for (int64_t r = 0; r < n0; ++r)
-            {
-                for (int64_t s = 0; s < n1; ++s)
-                {
-                    double const ph = sign * 2 * pi
-                        * (static_cast<double>((p * r) % n0) / n0 + static_cast<double>((q * s) % n1) / n1);
-                    acc += in[static_cast<size_t>(r * n1 + s)] * cd(std::cos(ph), std::sin(ph));
-                }
-            }
-            out[static_cast<size_t>(p * n1 + q)] = acc;
-        }
-    }
-    return out;
-}
-
-// R2C of one (n0, n1) real plane -> (n0, n1/2+1) half spectrum, like cufftExecR2C.
-std::vector<cd> r2c(float const* plane, int64_t n0, int64_t n1)
-{
-    std::vector<cd> in(static_cast<size_t>(n0 * n1));
-    for (size_t i = 0; i < in.size(); ++i)
-    {
-        in[i] = plane[i];
-    }
-    std::vector<cd> const full = dft2(in, n0, n1, -1);
-    int64_t const h = n1 / 2 + 1;
-    std::vector<cd> half(static_cast<size_t>(n0 * h));
-    for (int64_t p = 0; p < n0; ++p)
-    {
-        for (int64_t q = 0; q < h; ++q)
-        {
-            half[static_cast<size_t>(p * h + q)] = full[static_cast<size_t>(p * n1 + q)];
-        }
-    }
-    return half;
-}
-
-// C2R (unnormalised, Hermitian completion) like cufftExecC2R.
-std::vector<double> c2r(cd const* half, int64_t n0, int64_t n1)
-{
-    int64_t const h = n1 / 2 + 1;
-    std::vector<cd> full(static_cast<size_t>(n0 * n1));
-    for (int64_t p = 0; p < n0; ++p)
-    {
-        for (int64_t q = 0; q < n1; ++q)
-        {
-            full[static_cast<size_t>(p * n1 + q)] = q < h
-                ? half[p * h + q]
-                : std::conj(half[((n0 - p) % n0) * h + (n1 - q)]);
-        }
-    }
-    std::vector<cd> const t = dft2(full, n0, n1, +1);
-    std::vector<double> out(t.size());
-    for (size_t i = 0; i < t.size(); ++i)
-    {
-        out[i] = t[i].real();
-    }
-    return out;
-}
-
-// Emulates pad kernel -> R2C -> multiply kernel -> C2R -> crop kernel, for all signals.
-std::vector<double> emulatePipeline(Geometry const& g, std::vector<float> const& x, std::vector<float> const& kf,
-    std::vector<float> const& d)
-{
-    WorkspaceLayout const w = workspaceLayout(g);
-    std::vector<float> real(w.realBytes / sizeof(float), -7.0f); // garbage: the pad kernel writes everything
-    for (int64_t i = 0; i < g.signals() * g.realPerSignal(); ++i)
-    {
-        int64_t src = 0;
-        real[static_cast<size_t>(i)] = padSourceIndex(g, i, src) ? x[static_cast<size_t>(src)] : 0.0f;
-    }
-    std::vector<cd> spec(static_cast<size_t>(g.signals() * g.complexPerSignal()));
-    for (int64_t s = 0; s < g.signals(); ++s)
-    {
-        std::vector<cd> const h = r2c(&real[static_cast<size_t>(s * g.realPerSignal())], g.fftRows, g.fftCols);
-        std::copy(h.begin(), h.end(), spec.begin() + s * g.complexPerSignal());
-    }
-    for (int64_t i = 0; i < static_cast<int64_t>(spec.size()); ++i)
-    {
-        int64_t const f = filterIndex(g, i);
-        cd const k(kf[static_cast<size_t>(2 * f)], kf[static_cast<size_t>(2 * f + 1)]);
-        spec[static_cast<size_t>(i)] *= k * static_cast<double>(g.scale);
-    }
-    std::vector<double> inv(static_cast<size_t>(g.signals() * g.realPerSignal()));
-    for (int64_t s = 0; s < g.signals(); ++s)
-    {
-        std::vector<double> const r = c2r(&spec[static_cast<size_t>(s * g.complexPerSignal())], g.fftRows, g.fftCols);
-        std::copy(r.begin(), r.end(), inv.begin() + s * g.realPerSignal());
-    }
-    std::vector<double> y(static_cast<size_t>(g.signals() * g.outPerSignal()));
-    for (int64_t i = 0; i < static_cast<int64_t>(y.size()); ++i)
-    {
-        y[static_cast<size_t>(i)] = inv[static_cast<size_t>(cropSourceIndex(g, i))]
-            + static_cast<double>(d[static_cast<size_t>(channelOf(g, i))]) * x[static_cast<size_t>(i)];
-    }
-    return y;
-}
-
-// Kf = rfftn(k zero-padded to the FFT size), interleaved, for filters k of shape (C, kr, kc).
-std::vector<float> makeKf(std::vector<float> const& k, int64_t channels, int64_t kr, int64_t kc, int64_t n0, int64_t n1)
-{
-    std::vector<float> kf;
-    for (int64_t c = 0; c < channels; ++c)
-    {
-        std::vector<float> padded(static_cast<size_t>(n0 * n1), 0.0f);
-        for (int64_t i = 0; i < kr; ++i)
-        {
-            for (int64_t j = 0; j < kc; ++j)
-            {
-                padded[static_cast<size_t>(i * n1 + j)] = k[static_cast<size_t>((c * kr + i) * kc + j)];
-            }
-        }
-        for (cd v : r2c(padded.data(), n0, n1))
-        {
-            kf.push_back(static_cast<float>(v.real()));
-            kf.push_back(static_cast<float>(v.imag()));
-        }
-    }
-    return kf;
-}
-
-double maxRelError(std::vector<double> const& got, std::vector<double> const& want)
-{
-    double num = 0;
-    double den = 0;
-    for (size_t i = 0; i < got.size(); ++i)
-    {
-        num = std::max(num, std::fabs(got[i] - want[i]));
-        den = std::max(den, std::fabs(want[i]));
-    }
-    return num / std::max(den, 1e-30);
-}
+// (naive DFT emulation, Kf and direct convolution from fftconv_reference.h)
+using fftconv_ref::emulatePipeline;
+using fftconv_ref::makeKf;
+using fftconv_ref::maxRelError;
 
 void testPipeline2d(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw)
 {
@@ -471,27 +391,8 @@ void testPipeline2d(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int6
     for (int64_t s = 0; s < n * c; ++s)
     {
         int64_t const ch = s % c;
-        for (int64_t i = 0; i < h; ++i)
-        {
-            for (int64_t j = 0; j < w; ++j)
-            {
-                double acc = static_cast<double>(d[ch]) * x[static_cast<size_t>((s * h + i) * w + j)];
-                for (int64_t p = 0; p < h; ++p)
-                {
-                    for (int64_t q = 0; q < w; ++q)
-                    {
-                        int64_t const u = i - p + kh / 2;
-                        int64_t const v = j - q + kw / 2;
-                        if (u >= 0 && u < kh && v >= 0 && v < kw)
-                        {
-                            acc += static_cast<double>(k[static_cast<size_t>((ch * kh + u) * kw + v)])
-                                * x[static_cast<size_t>((s * h + p) * w + q)];
-                        }
-                    }
-                }
-                want[static_cast<size_t>((s * h + i) * w + j)] = acc;
-            }
-        }
+        fftconv_ref::directConv2d(&x[static_cast<size_t>(s * h * w)], &k[static_cast<size_t>(ch * kh * kw)], d[ch], h,
+            w, kh, kw, &want[static_cast<size_t>(s * h * w)]);
     }
     double const err = maxRelError(got, want);
     ++gChecks;
@@ -528,19 +429,8 @@ void testPipeline1d(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kLen)
     for (int64_t s = 0; s < n * c; ++s)
     {
         int64_t const ch = s % c;
-        for (int64_t l = 0; l < len; ++l)
-        {
-            double acc = static_cast<double>(d[ch]) * x[static_cast<size_t>(s * len + l)];
-            for (int64_t p = 0; p < len; ++p)
-            {
-                int64_t const u = l - p + kLen / 2;
-                if (u >= 0 && u < kLen)
-                {
-                    acc += static_cast<double>(k[static_cast<size_t>(ch * kLen + u)]) * x[static_cast<size_t>(s * len + p)];
-                }
-            }
-            want[static_cast<size_t>(s * len + l)] = acc;
-        }
+        fftconv_ref::directConv1d(&x[static_cast<size_t>(s * len)], &k[static_cast<size_t>(ch * kLen)], d[ch], len, kLen,
+            &want[static_cast<size_t>(s * len)]);
     }
     double const err = maxRelError(got, want);
     ++gChecks;
@@ -559,6 +449,7 @@ int main()
     testModeAndAttributes();
     testInputsAndShapes();
     testGeometryWorkspaceAndPlanKey();
+    testBatchChunksAndWorkTable();
     testSerialisation();
     // Kernel index math + scale, emulated on the CPU: global filters (K = 2n-1), small
     // filters (K < n, fft = 2n), non-square maps and filters, even kernel sizes.

@@ -4,8 +4,9 @@
 // TensorRT's, refuses a second registration of the same creator), links the plugin
 // objects into one executable and checks: static registration at load, the getCreators()
 // hand-over for loadLibrary, createPlugin from parser-style fields, the build interface
-// (types, formats, configure, workspace), field serialisation round trip and rejection
-// of corrupt state, clone/attachToContext, and that the runtime entry points fail
+// (types, formats, configure, workspace incl. the cuFFT work table), field serialisation
+// round trip and rejection of corrupt state, clone/attachToContext (state copied), and
+// that the runtime entry points fail
 // cleanly (error reported, no throw, no crash) on a host without a GPU.
 // Never link this with the real libnvinfer (it defines TensorRT's registry symbols).
 #include "fftconv_plugin.h"
@@ -309,8 +310,15 @@ int main()
 
     // 6. configurePlugin and the workspace for the profile's largest batch.
     CHECK(build->configurePlugin(io.data(), 3, io.data() + 3, 1) == 0);
+    // Buffers for batch 8 + the cuFFT work area of batch levels 1, 2, 4, 8 (cufftGetSizeMany;
+    // without a GPU that sizing fails, is reported, and nothing is reserved for it).
+    size_t const buffers = size_t{8} * 64 * 112 * 112 * 4 + size_t{8} * 64 * 112 * 57 * 8;
     size_t const ws = build->getWorkspaceSize(io.data(), 3, io.data() + 3, 1);
-    CHECK(ws == size_t{8} * 64 * 112 * 112 * 4 + size_t{8} * 64 * 112 * 57 * 8);
+    CHECK(ws >= buffers && (ws - buffers) % kWorkspaceAlignment == 0);
+    auto const* p3plugin = static_cast<FFTConvPlugin const*>(p3);
+    CHECK(p3plugin->workTable().size() == 4);
+    std::printf("getWorkspaceSize on this host: %zu bytes (buffers %zu + cuFFT work area %zu)\n", ws, buffers,
+        ws - buffers);
     std::vector<DynamicPluginTensorDesc> badIo = io;
     badIo[1] = tensor({32, 112, 57, 2}, DataType::kFLOAT); // Kf for another C
     CHECK(build->configurePlugin(badIo.data(), 3, badIo.data() + 3, 1) != 0);
@@ -323,13 +331,16 @@ int main()
 
     // 7. Serialised fields -> createPlugin(kRUNTIME) gives the same attributes.
     PluginFieldCollection const* ser = rt->getFieldsToSerialize();
-    CHECK(ser != nullptr && ser->nbFields == 4);
+    CHECK(ser != nullptr && ser->nbFields == 5); // + the cuFFT work table
+    CHECK(ser != nullptr && std::string(ser->fields[4].name) == kFieldWorkTable
+        && ser->fields[4].type == PluginFieldType::kINT64 && ser->fields[4].length == 4);
     IPluginV3* restored = creator->createPlugin("hpx_stage0", ser, TensorRTPhase::kRUNTIME);
     CHECK(restored != nullptr);
     if (restored != nullptr)
     {
         CHECK(static_cast<FFTConvPlugin*>(restored)->attributes()
             == static_cast<FFTConvPlugin*>(p3)->attributes());
+        CHECK(static_cast<FFTConvPlugin*>(restored)->workTable() == p3plugin->workTable());
         delete restored;
     }
     // Only the state blob (as an engine might carry it) is enough; a corrupt blob is refused.
@@ -351,10 +362,23 @@ int main()
     corrupt[corrupt.size() / 2] ^= 1;
     stateOnly[0].data = corrupt.data();
     CHECK(creator->createPlugin("s", &stateFc, TensorRTPhase::kRUNTIME) == nullptr);
+    // A work table with a negative entry is refused.
+    std::vector<PluginField> withTable(ser->fields, ser->fields + ser->nbFields);
+    int64_t const badTable[2] = {256, -1};
+    withTable[4] = PluginField{kFieldWorkTable, badTable, PluginFieldType::kINT64, 2};
+    PluginFieldCollection badTableFc{static_cast<int32_t>(withTable.size()), withTable.data()};
+    CHECK(creator->createPlugin("t", &badTableFc, TensorRTPhase::kRUNTIME) == nullptr);
 
-    // 8. clone / attachToContext; runtime errors go to the context's recorder.
+    // 8. clone / attachToContext copy the configured state; runtime errors go to the
+    //    context's recorder.
     IPluginV3* cl = p3->clone();
     CHECK(cl != nullptr);
+    if (cl != nullptr)
+    {
+        auto const* c = static_cast<FFTConvPlugin const*>(cl);
+        CHECK(c->attributes() == p3plugin->attributes() && c->workTable() == p3plugin->workTable());
+        CHECK(!c->configured() && !p3plugin->configured());
+    }
     delete cl;
     MockRecorder recorder;
     MockContext ctx(&recorder);
@@ -385,6 +409,18 @@ int main()
         CHECK(haveGpu ? rc == 0 : (rc != 0 && recorder.getNbErrors() == before + 2));
         std::printf("onShapeChange on this host: rc=%d (%s)\n", rc,
             recorder.errors.empty() ? "" : recorder.errors.back().c_str());
+        auto const* ap = static_cast<FFTConvPlugin const*>(attached);
+        CHECK(ap->configured() == (rc == 0));
+        if (rc == 0)
+        {
+            // A clone of a configured plugin is configured the same way (with its own plans).
+            IPluginV3* cc = attached->clone();
+            auto const* c = static_cast<FFTConvPlugin const*>(cc);
+            CHECK(c != nullptr && c->configured() && c->ioType() == ap->ioType()
+                && c->geometry().batch == ap->geometry().batch && c->geometry().fftCols == ap->geometry().fftCols
+                && c->grantedWorkspaceBytes() == ap->grantedWorkspaceBytes());
+            delete cc;
+        }
         delete attached;
     }
     delete p3;
