@@ -1,29 +1,76 @@
-"""export/to_trt.py and its CPU-side logic (the TensorRT build itself needs a GPU: see
-tests/test_tensorrt_gpu.py)."""
+"""export/to_trt.py and its CPU-side logic.
+
+The TensorRT build itself needs a GPU (tests/test_tensorrt_gpu.py). Here every decision
+that does not is tested: the graph each variant hands the parser, the precision recipe per
+TensorRT capability, which layers count as FFTConv plugin layers, parse-failure causes,
+the parity decision, the engine runner's checks, and ``to_trt`` end to end against a fake
+``tensorrt`` module whose "engine" runs the ONNX file through ONNX Runtime and whose parser
+behaves like TensorRT 10.0-10.6 (a local function is inlined in preference to a plugin).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-from hyena_serve.contract import MODE_2D, PLUGIN_NAMESPACE, PLUGIN_VERSION, plan_fft
+from hyena_serve.contract import INPUT_NAME, MODE_2D, OUTPUT_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, plan_fft
 from hyena_serve.exporting import tensorrt_build as trtb
 from hyena_serve.exporting.fftconv_onnx import standalone_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "export" / "to_trt.py"
+NUM_CLASSES = 10
 
 
-def _tiny_fftconv_model() -> onnx.ModelProto:
+def _load_to_trt():
+    spec = importlib.util.spec_from_file_location("to_trt_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_fftconv_model(fp16: bool = False) -> onnx.ModelProto:
     plan = plan_fft(MODE_2D, 5, 6, (3, 5))
     kf = np.random.default_rng(0).standard_normal((2, *plan.spectrum_shape, 2)).astype(np.float32)
-    return standalone_model(plan, kf, np.ones(2, np.float32))
+    return standalone_model(plan, kf, np.ones(2, np.float32), fp16=fp16)
+
+
+def _tiny_classifier(res: int = 8, fp16: bool = False) -> onnx.ModelProto:
+    """pixel_values [N,3,res,res] -> FFTConv -> global average pool -> MatMul -> logits [N,10]:
+    the shape of an export, small enough to run through ONNX Runtime in milliseconds."""
+    plan = plan_fft(MODE_2D, res, res, (5, 5))
+    rng = np.random.default_rng(0)
+    kf = (0.2 * rng.standard_normal((3, *plan.spectrum_shape, 2))).astype(np.float32)
+    model = standalone_model(plan, kf, np.ones(3, np.float32), fp16=fp16)
+    graph = model.graph
+    graph.node[0].name = "mixer0/fftconv"
+    graph.node[0].input[0] = INPUT_NAME
+    graph.input[0].name = INPUT_NAME
+    elem = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
+    weight = rng.standard_normal((3, NUM_CLASSES)).astype(np.float16 if fp16 else np.float32)
+    graph.initializer.append(numpy_helper.from_array(weight, "head_w"))
+    graph.node.extend([
+        helper.make_node("GlobalAveragePool", ["Y"], ["pooled"], name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("MatMul", ["flat", "head_w"], [OUTPUT_NAME], name="head"),
+    ])
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, elem, ["N", NUM_CLASSES]))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+# --- batch profile and parity inputs ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1:4:8", (1, 4, 8)), ("3", (3, 3, 3)), ("1:1:16", (1, 1, 16))])
@@ -39,17 +86,46 @@ def test_batch_profile_rejects_bad_text(text):
         trtb.BatchProfile.parse(text)
 
 
+@pytest.mark.parametrize("profile", ["6:6:8", "8:8:8", "1:1:2", "1:4:8", "3:3:3"])
+def test_parity_batches_fit_the_profile_whatever_the_number_of_photos(profile):
+    # A minimum above the 4 sample photos used to slice 4 images into an engine that cannot
+    # run fewer than MIN: every parity batch must lie inside the profile.
+    batch = trtb.BatchProfile.parse(profile)
+    photos = np.zeros((4, 3, 8, 8), np.float32)
+    batches = trtb.parity_batches(photos, batch)
+    assert all(batch.min <= len(x) <= batch.max for _, x in batches), [(n, len(x)) for n, x in batches]
+    assert sum(min(len(x), 4) for n, x in batches if n.startswith("photos")) >= 4, "every photo is checked"
+    assert any(len(x) == batch.max for _, x in batches), "the largest shape is exercised"
+
+
+# --- the graph each variant parses -------------------------------------------------------------
+
+
 def _attrs(model: onnx.ModelProto) -> dict[str, object]:
     (node,) = [n for n in model.graph.node if n.op_type.startswith("FFTConv")]
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def test_plugin_variant_keeps_the_attributes_the_parser_needs():
+def test_plugin_variant_strips_the_function_bodies_so_the_parser_can_only_take_the_plugin():
     model = _tiny_fftconv_model()
-    attrs = _attrs(trtb.prepare_onnx(model, "plugin"))
+    prepared = trtb.prepare_onnx(model, "plugin")
+    attrs = _attrs(prepared)
     assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode()
     assert attrs["plugin_version"] == PLUGIN_VERSION.encode()
     assert attrs["mode"] == b"2d" and list(attrs["kernel_size"]) == [3, 5]
+    assert not any(f.name.startswith("FFTConv") for f in prepared.functions), "TensorRT 10.0-10.6 would inline it"
+    (node,) = prepared.graph.node
+    assert node.op_type == "FFTConv" and not node.overload, "the plugin is looked up by op_type"
+    assert len(model.functions) == 1, "the input model must not be modified"
+
+
+def test_strip_keeps_functions_that_are_not_fftconv():
+    model = _tiny_fftconv_model()
+    model.functions.append(helper.make_function("other", "Helper", ["a"], ["b"],
+                                                [helper.make_node("Identity", ["a"], ["b"])],
+                                                [helper.make_opsetid("", 20)]))
+    assert trtb.strip_fftconv_functions(model) == 1
+    assert [f.name for f in model.functions] == ["Helper"]
 
 
 @pytest.mark.parametrize("variant", ["native-dft", "gemm"])
@@ -73,7 +149,6 @@ def test_function_body_variants_name_each_overload_and_still_run():
     kf_b = rng.standard_normal((2, *plan_b.spectrum_shape, 2)).astype(np.float32)
     chained = standalone_model(plan_a, kf_a, np.ones(2, np.float32), body="matmul")
     second = standalone_model(plan_b, kf_b, np.ones(2, np.float32), body="matmul")
-    # Y = FFTConv_b(FFTConv_a(X)): the second node reads the first's output.
     node = second.graph.node[0]
     node.input[:] = ["Y", "Kf_b", "D_b"]
     node.output[:] = ["Z"]
@@ -91,6 +166,25 @@ def test_function_body_variants_name_each_overload_and_still_run():
     x = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
     run = lambda m: ort.InferenceSession(m.SerializeToString()).run(None, {"X": x})[0]  # noqa: E731
     np.testing.assert_allclose(run(prepared), run(chained), rtol=1e-6, atol=1e-6)
+
+
+def test_fp16_export_gets_float32_io_and_computes_the_same():
+    # Strongly typed fp16 (TensorRT 11): the fp16 export inside, float32 at the boundary so the
+    # Triton config and the gateway keep their float32 contract.
+    ort = pytest.importorskip("onnxruntime")
+    model = _tiny_classifier(fp16=True)
+    assert trtb.input_is_fp16(model)
+    prepared = trtb.prepare_onnx(model, "gemm")
+    assert not trtb.input_is_fp16(prepared)
+    assert prepared.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    onnx.checker.check_model(prepared, full_check=True)
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {INPUT_NAME: x.astype(np.float16)})[0]
+    got = ort.InferenceSession(prepared.SerializeToString()).run(None, {INPUT_NAME: x})[0]
+    assert got.dtype == np.float32
+    # ONNX Runtime may fuse the boundary Casts into fp32 kernels: fp16 rounding apart, the same.
+    np.testing.assert_allclose(got, want.astype(np.float32), rtol=2e-3, atol=1e-3)
+    assert trtb.cast_io_to_float32(_tiny_classifier()) is False, "a float32 graph is left alone"
 
 
 def test_prepare_rejects_models_without_fftconv_and_plugin_nodes_without_attributes():
@@ -112,18 +206,588 @@ def test_prepare_rejects_models_without_fftconv_and_plugin_nodes_without_attribu
         trtb.prepare_onnx(model, "cudnn")
 
 
-def test_plugin_layer_check_counts_plugin_layers():
+# --- precision recipe by capability ------------------------------------------------------------
+
+
+def _fake_trt_enums(*, fp16_flag: bool, version: str):
+    flags = {"TF32": 7, "REFIT": 2}
+    if fp16_flag:
+        flags["FP16"] = 0
+    return SimpleNamespace(
+        __version__=version,
+        BuilderFlag=SimpleNamespace(**flags),
+        NetworkDefinitionCreationFlag=SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1),
+    )
+
+
+def test_precision_tensorrt10_fp16_uses_the_builder_flag_and_the_float32_export():
+    trt10 = _fake_trt_enums(fp16_flag=True, version="10.13.0")
+    p = trtb.choose_precision(trt10, fp16=True)
+    assert p.mode == "fp16-flag" and "FP16" in p.set_flags and not p.fp16_onnx and p.network_flags == 0
+    assert "TF32" in p.clear_flags and p.tolerance == trtb.TOL_REDUCED
+
+
+def test_precision_tensorrt11_fp16_is_strongly_typed_from_the_fp16_export():
+    # TensorRT 11 has no BuilderFlag.FP16: this used to raise / exit 3 ("cannot build here").
+    trt11 = _fake_trt_enums(fp16_flag=False, version="11.4.0")
+    p = trtb.choose_precision(trt11, fp16=True)
+    assert p.mode == "fp16-strongly-typed" and p.fp16_onnx and "FP16" not in p.set_flags
+    assert p.network_flags == 1 << 1
+    no_enum = SimpleNamespace(__version__="11.4.0", BuilderFlag=SimpleNamespace(TF32=7))
+    assert trtb.choose_precision(no_enum, fp16=True).network_flags == 0
+
+
+@pytest.mark.parametrize("fp16_flag", [True, False])
+def test_precision_fp32_clears_tf32_unless_asked(fp16_flag):
+    trt = _fake_trt_enums(fp16_flag=fp16_flag, version="10.13.0" if fp16_flag else "11.4.0")
+    strict = trtb.choose_precision(trt, fp16=False)
+    assert strict.mode == "fp32" and strict.clear_flags == ("TF32",) and strict.tolerance == trtb.TOL_FP32
+    assert not strict.fp16_onnx
+    loose = trtb.choose_precision(trt, fp16=False, tf32=True)
+    assert loose.clear_flags == () and loose.set_flags == ("TF32",) and loose.tolerance == trtb.TOL_REDUCED
+
+
+@pytest.mark.parametrize(("version", "variant", "ok"), [
+    ("10.0.1.6", "plugin", True), ("9.3.0", "plugin", False), ("11.1.0", "native-dft", False),
+    ("11.2.0", "native-dft", True), ("10.6.0", "gemm", True)])
+def test_tensorrt_version_floors(version, variant, ok):
+    trt = SimpleNamespace(__version__=version)
+    if ok:
+        trtb.check_tensorrt_version(trt, variant)
+    else:
+        with pytest.raises(trtb.TensorRTUnavailable, match="too old"):
+            trtb.check_tensorrt_version(trt, variant)
+
+
+# --- plugin layers and parse failures ----------------------------------------------------------
+
+
+def test_plugin_layer_check_counts_fftconv_plugin_layers():
     nodes = ["fft0", "fft1"]
-    layers = [("stem", "CONVOLUTION"), ("fft0", "PLUGIN_V3"), ("mlp", "MATRIX_MULTIPLY"), ("fft1", "PLUGIN_V3")]
+    layers = [("stem", "CONVOLUTION"), ("fft0", "PLUGIN_V3", trtb.PLUGIN_ID), ("mlp", "MATRIX_MULTIPLY"),
+              ("fft1", "PLUGIN_V3", trtb.PLUGIN_ID)]
     assert trtb.check_plugin_layers(nodes, layers) == 2
+    # Where the plugin could not be asked, the layer's name (the node's) identifies it.
+    assert trtb.check_plugin_layers(nodes, [("fft0", "PLUGIN_V3"), ("fft1", "PLUGIN_V3")]) == 2
+
+
+def test_plugin_layer_check_does_not_count_other_plugins():
+    # Two plugin layers, but one is somebody else's plugin: the old check counted any plugin.
+    layers = [("fft0", "PLUGIN_V3", trtb.PLUGIN_ID), ("nms", "PLUGIN_V3", "::EfficientNMS_TRT/1")]
+    with pytest.raises(trtb.PluginLayersMissing, match="EfficientNMS_TRT"):
+        trtb.check_plugin_layers(["fft0", "fft1"], layers)
+    # A layer named after the node whose plugin says it is another plugin does not count either.
+    with pytest.raises(trtb.PluginLayersMissing):
+        trtb.check_plugin_layers(["fft0"], [("fft0", "PLUGIN_V3", "other::FFTConv/2"), ("gelu", "PLUGIN_V2")])
 
 
 def test_plugin_layer_check_fails_loudly_when_the_parser_inlined_the_function():
-    # What the network looks like when the plugin is not registered: the function body's
-    # MatMuls in place of the plugin layers.
     layers = [("stem", "CONVOLUTION")] + [(f"fft0/matmul{i}", "MATRIX_MULTIPLY") for i in range(4)]
-    with pytest.raises(trtb.PluginLayersMissing, match="expected 1 FFTConv plugin layers, the network has 0"):
+    with pytest.raises(trtb.PluginLayersMissing, match="expected 1 FFTConv plugin layers .*, the network has 0"):
         trtb.check_plugin_layers(["fft0"], layers)
+
+
+def test_parse_failure_of_the_plugin_variant_names_the_real_cause():
+    exc = trtb.parse_failure(
+        ["In node 12 with name: mixer0/fftconv and operator: FFTConv (importFallbackPluginImporter): "
+         "UNSUPPORTED_NODE: Plugin not found, are the plugin name, version, and namespace correct?"],
+        variant="plugin", onnx_path="m.onnx", plugin_lib="/x/libhyena_fftconv_plugin.so", trt_version="10.3.0")
+    assert isinstance(exc, trtb.PluginLayersMissing)
+    text = str(exc)
+    assert "not registered" in text and "/x/libhyena_fftconv_plugin.so" in text and "another TensorRT version" in text
+    assert "Plugin not found" in text, "the parser's own words are kept"
+    other = trtb.parse_failure(["Unsupported ONNX data type: STRING"], variant="gemm", onnx_path="m.onnx")
+    assert type(other) is RuntimeError and "m.onnx" in str(other)
+    dft = trtb.parse_failure(["No importer registered for op: DFT"], variant="native-dft", onnx_path="m.onnx",
+                             trt_version="10.8.0")
+    assert "11.2" in str(dft)
+
+
+# --- the parity decision -----------------------------------------------------------------------
+
+
+def test_parity_tolerates_a_flip_between_near_tied_logits():
+    ref = np.array([[1.0, 0.99999, -3.0], [5.0, 1.0, 0.0]])
+    got = ref.copy()
+    got[0, :2] = [0.99999, 1.0]  # swapped: margin 1e-5 <= 2 * 1e-4 * 5
+    r = trtb.parity_decision(ref, got, 1e-4)
+    assert r.ok and r.near_ties == 1 and r.top1_checked == 1 and r.top1_mismatches == 0
+
+
+def test_parity_rejects_a_decisive_flip_large_errors_and_non_finite_outputs():
+    ref = np.array([[3.0, 1.0, 0.0], [0.0, 0.5, 4.0]])
+    flipped = ref.copy()
+    flipped[0] = [1.0, 3.0, 0.0]
+    r = trtb.parity_decision(ref, flipped, 1.0)  # huge tolerance: the diff passes, the flip cannot
+    assert not trtb.parity_decision(ref, flipped, 1e-4).ok
+    assert r.top1_checked == 0 or not r.ok
+    assert not trtb.parity_decision(ref, ref + 1e-2, 1e-4).ok
+    assert trtb.parity_decision(ref, ref + 1e-5, 1e-4).ok
+    nan = ref.copy()
+    nan[1, 1] = np.nan
+    bad = trtb.parity_decision(ref, nan, 1e-4)
+    assert not bad.ok and not bad.finite and "NON-FINITE" in bad.summary()
+    with pytest.raises(ValueError, match="shape"):
+        trtb.parity_decision(ref, ref[:1], 1e-4)
+
+
+# --- fakes: TensorRT and Polygraphy's CUDA buffers -------------------------------------------------
+
+
+class FakeCuda:
+    """polygraphy.cuda stand-in: device arrays are numpy arrays in a table keyed by 'pointer'."""
+
+    def __init__(self, devices: int = 1):
+        self.memory: dict[int, np.ndarray] = {}
+        self.devices = devices
+        cuda = self
+
+        class Runtime:
+            def cudaGetDeviceCount(self, ref):  # noqa: N802  (CUDA's name)
+                ref._obj.value = cuda.devices
+                return 0 if cuda.devices else 100
+
+        class Wrapper:
+            handle = Runtime()
+
+        self._wrapper = Wrapper()
+
+        class Stream:
+            ptr = 0xBEEF
+
+            def synchronize(self):
+                pass
+
+            def free(self):
+                pass
+
+        class DeviceArray:
+            _next = [0x1000]
+
+            def __init__(self, shape=None, dtype=None):
+                self.dtype_ = np.dtype(dtype)
+                self.ptr = DeviceArray._next[0]
+                DeviceArray._next[0] += 0x1000
+                self.resize(shape or (0,))
+
+            def resize(self, shape):
+                self.shape = tuple(shape)
+                cuda.memory[self.ptr] = np.zeros(self.shape, self.dtype_)
+                return self
+
+            def copy_from(self, host, stream=None):
+                assert host.dtype == self.dtype_, f"host {host.dtype} vs device {self.dtype_}"
+                cuda.memory[self.ptr][...] = host.reshape(self.shape)
+
+            def copy_to(self, host, stream=None):
+                host[...] = cuda.memory[self.ptr]
+                return host
+
+            def free(self):
+                cuda.memory.pop(self.ptr, None)
+
+        self.Stream = Stream
+        self.DeviceArray = DeviceArray
+
+    def wrapper(self):
+        return self._wrapper
+
+
+def _enum(**members):
+    class Member(int):
+        def __str__(self):
+            return f"Enum.{self.name}"
+
+    ns = SimpleNamespace()
+    for i, name in enumerate(members or {}):
+        m = Member(members[name] if members[name] is not None else i)
+        m.name = name
+        setattr(ns, name, m)
+    return ns
+
+
+def make_fake_trt(reference_onnx: Path | None = None, *, version: str = "10.3.0", fp16_flag: bool = True,
+                  plugin_registered: bool = True, io_fp16: bool = False, perturb: float = 0.0,
+                  execute_ok: bool = True, shape_ok: bool = True, cuda: FakeCuda | None = None):
+    """A ``tensorrt`` stand-in. Its parser imports an FFTConv node as a PLUGIN_V3 layer only
+    when no local function of that name exists and the plugin is registered (TensorRT
+    10.0-10.6: a function is inlined in preference). Its engine runs ``reference_onnx``
+    through ONNX Runtime (+ ``perturb``) on the bytes in the fake device memory."""
+    log = SimpleNamespace(flags_set=[], flags_cleared=[], network_flags=None, profile=None, parsed=None)
+    builder_flags = {"TF32": 7}
+    if fp16_flag:
+        builder_flags["FP16"] = 0
+    BuilderFlag = _enum(**builder_flags)
+    LayerType = _enum(PLUGIN_V3=None, MATRIX_MULTIPLY=None, POOLING=None)
+    DataType = _enum(FLOAT=None, HALF=None)
+
+    class Layer:
+        def __init__(self, name, kind):
+            self.name, self.type = name, kind
+
+    class Network:
+        def __init__(self):
+            self.layers = []
+
+        @property
+        def num_layers(self):
+            return len(self.layers)
+
+        def get_layer(self, i):
+            return self.layers[i]
+
+    class Parser:
+        def __init__(self, network, logger):
+            self.network, self.errors = network, []
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
+
+        def get_error(self, i):
+            return self.errors[i]
+
+        def parse(self, data):
+            model = onnx.ModelProto.FromString(data)
+            log.parsed = model
+            functions = {f.name for f in model.functions}
+            for node in model.graph.node:
+                if node.domain == "hyena" and node.op_type in functions:
+                    self.network.layers += [Layer(f"{node.name}/body{i}", LayerType.MATRIX_MULTIPLY) for i in range(3)]
+                elif node.domain == "hyena":
+                    if not plugin_registered:
+                        self.errors.append(f"In node 0 with name: {node.name} and operator: {node.op_type}: "
+                                           "Plugin not found, are the plugin name, version, and namespace correct?")
+                        return False
+                    self.network.layers.append(Layer(node.name, LayerType.PLUGIN_V3))
+                else:
+                    self.network.layers.append(Layer(node.name, LayerType.POOLING))
+            return True
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            pass
+
+        def set_flag(self, flag):
+            log.flags_set.append(flag.name)
+
+        def clear_flag(self, flag):
+            log.flags_cleared.append(flag.name)
+
+        def add_optimization_profile(self, profile):
+            log.profile = profile.shapes
+
+    class Profile:
+        def set_shape(self, name, lo, opt, hi):
+            assert name == INPUT_NAME
+            self.shapes = (lo, opt, hi)
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            log.network_flags = flags
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            return b"fake-plan"
+
+    class Context:
+        def __init__(self):
+            self.shapes, self.addresses = {}, {}
+            import onnxruntime as ort
+
+            self.session = ort.InferenceSession(str(reference_onnx)) if reference_onnx else None
+
+        def set_input_shape(self, name, shape):
+            self.shapes[name] = shape
+            return shape_ok
+
+        def get_tensor_shape(self, name):
+            return (self.shapes[INPUT_NAME][0], NUM_CLASSES)
+
+        def set_tensor_address(self, name, ptr):
+            self.addresses[name] = ptr
+            return True
+
+        def execute_async_v3(self, stream):
+            if not execute_ok:
+                return False
+            x = cuda.memory[self.addresses[INPUT_NAME]]
+            feed_type = self.session.get_inputs()[0].type
+            feed = x.astype(np.float16 if feed_type == "tensor(float16)" else np.float32)
+            y = self.session.run(None, {INPUT_NAME: feed})[0].astype(np.float32) + perturb
+            out = cuda.memory[self.addresses[OUTPUT_NAME]]
+            out[...] = y.astype(out.dtype)
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return (INPUT_NAME, OUTPUT_NAME)[i]
+
+        def get_tensor_dtype(self, name):
+            return DataType.HALF if io_fp16 else DataType.FLOAT
+
+        def create_execution_context(self):
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, plan):
+            return Engine() if plan == b"fake-plan" else None
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    registry = SimpleNamespace(get_creator=lambda name, version, ns: object() if plugin_registered else None)
+    trt = SimpleNamespace(
+        __version__=version, Logger=Logger, Builder=Builder, OnnxParser=Parser, Runtime=Runtime,
+        BuilderFlag=BuilderFlag, LayerType=LayerType, DataType=DataType,
+        NetworkDefinitionCreationFlag=_enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1),
+        MemoryPoolType=SimpleNamespace(WORKSPACE=0), PluginCapabilityType=SimpleNamespace(CORE=0),
+        get_plugin_registry=lambda: registry,
+    )
+    trt.log = log
+    return trt
+
+
+@pytest.fixture()
+def tiny_onnx(tmp_path) -> Path:
+    path = tmp_path / "tiny.onnx"
+    onnx.save_model(_tiny_classifier(), str(path))
+    return path
+
+
+@pytest.fixture()
+def tiny_onnx_fp16(tmp_path) -> Path:
+    path = tmp_path / "tiny_fp16.onnx"
+    onnx.save_model(_tiny_classifier(fp16=True), str(path))
+    return path
+
+
+@pytest.fixture()
+def fake_plugin(tmp_path, monkeypatch) -> Path:
+    """A plugin 'library' whose load is faked (the fake registry then has the creator)."""
+    lib = tmp_path / "libhyena_fftconv_plugin.so"
+    lib.write_bytes(b"\x7fELF stand-in")
+    monkeypatch.setattr(trtb, "load_plugin", lambda path, trt: trt.get_plugin_registry())
+    return lib
+
+
+# --- require_cuda, run_engine and build_engine with fakes ----------------------------------------
+
+
+def test_require_cuda_needs_no_torch_and_reports_no_gpu():
+    trtb.require_cuda(FakeCuda(devices=1))
+    with pytest.raises(trtb.TensorRTUnavailable, match="no usable CUDA GPU"):
+        trtb.require_cuda(FakeCuda(devices=0))
+    code = ("import sys; import hyena_serve.exporting.tensorrt_build as t; "
+            "assert 'torch' not in sys.modules, 'tensorrt_build imports torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_run_engine_checks_set_input_shape_and_execute(tiny_onnx):
+    cuda = FakeCuda()
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(trtb.EngineError, match="refused input shape"):
+        trtb.run_engine(b"fake-plan", x, trt=make_fake_trt(tiny_onnx, shape_ok=False, cuda=cuda), cuda=cuda)
+    with pytest.raises(trtb.EngineError, match="execute_async_v3 failed"):
+        trtb.run_engine(b"fake-plan", x, trt=make_fake_trt(tiny_onnx, execute_ok=False, cuda=cuda), cuda=cuda)
+    with pytest.raises(trtb.EngineError, match="deserialize"):
+        trtb.run_engine(b"other", x, trt=make_fake_trt(tiny_onnx, cuda=cuda), cuda=cuda)
+
+
+def test_run_engine_handles_fp16_io_engines(tiny_onnx_fp16):
+    import onnxruntime as ort
+
+    cuda = FakeCuda()
+    trt = make_fake_trt(tiny_onnx_fp16, io_fp16=True, cuda=cuda)
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    got = trtb.run_engine(b"fake-plan", x, trt=trt, cuda=cuda)  # the fake asserts the fp16 host copy
+    assert got.dtype == np.float32 and got.shape == (3, NUM_CLASSES)
+    want = ort.InferenceSession(str(tiny_onnx_fp16)).run(None, {INPUT_NAME: x.astype(np.float16)})[0]
+    np.testing.assert_allclose(got, want.astype(np.float32))
+
+
+def test_build_engine_plugin_variant_on_a_parser_that_prefers_functions(tiny_onnx, fake_plugin):
+    # The fake parser behaves like TensorRT 10.0-10.6. With the function bodies left in the
+    # graph (the old prepare_onnx) it inlined them and no plugin layer appeared.
+    cuda = FakeCuda()
+    trt = make_fake_trt(tiny_onnx, version="10.3.0", cuda=cuda)
+    plan = trtb.build_engine(tiny_onnx, variant="plugin", res=8, batch=trtb.BatchProfile(1, 2, 4),
+                             plugin_lib=fake_plugin, log=lambda m: None, trt=trt, cuda=cuda)
+    assert plan == b"fake-plan"
+    assert [f.name for f in trt.log.parsed.functions] == []
+    assert trt.log.flags_cleared == ["TF32"] and trt.log.flags_set == [], "fp32: TF32 off"
+    assert trt.log.profile == ((1, 3, 8, 8), (2, 3, 8, 8), (4, 3, 8, 8))
+
+
+def test_build_engine_names_the_cause_when_the_plugin_is_not_registered(tiny_onnx, fake_plugin):
+    cuda = FakeCuda()
+    trt = make_fake_trt(tiny_onnx, plugin_registered=False, cuda=cuda)
+    with pytest.raises(trtb.PluginLayersMissing, match="not registered"):
+        trtb.build_engine(tiny_onnx, variant="plugin", res=8, batch=trtb.BatchProfile(1, 1, 1),
+                          plugin_lib=fake_plugin, log=lambda m: None, trt=trt, cuda=cuda)
+
+
+def test_build_engine_fp16_by_capability(tiny_onnx, tiny_onnx_fp16, fake_plugin):
+    cuda = FakeCuda()
+    quiet = lambda m: None  # noqa: E731
+    batch = trtb.BatchProfile(1, 1, 2)
+    trt10 = make_fake_trt(tiny_onnx, version="10.8.0", fp16_flag=True, cuda=cuda)
+    trtb.build_engine(tiny_onnx, variant="gemm", res=8, batch=batch, fp16=True, log=quiet, trt=trt10, cuda=cuda)
+    assert trt10.log.flags_set == ["FP16"] and trt10.log.network_flags == 0
+    trt11 = make_fake_trt(tiny_onnx_fp16, version="11.4.0", fp16_flag=False, cuda=cuda)
+    trtb.build_engine(tiny_onnx_fp16, variant="plugin", res=8, batch=batch, fp16=True, plugin_lib=fake_plugin,
+                      log=quiet, trt=trt11, cuda=cuda)
+    assert trt11.log.flags_set == [] and trt11.log.network_flags == 1 << 1
+    assert trt11.log.parsed.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT, "float32 engine I/O"
+    with pytest.raises(ValueError, match="fp16-I/O export"):
+        trtb.build_engine(tiny_onnx, variant="gemm", res=8, batch=batch, fp16=True, log=quiet,
+                          trt=make_fake_trt(tiny_onnx, version="11.4.0", fp16_flag=False, cuda=cuda), cuda=cuda)
+
+
+# --- to_trt end to end (fake TensorRT) -----------------------------------------------------------
+
+
+def _install_fakes(monkeypatch, trt, cuda):
+    monkeypatch.setattr(trtb, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(trtb, "import_cuda", lambda: cuda)
+
+
+def _with_manifest(onnx_path: Path, model: str = "tiny", res: int = 8, precision: str = "fp32") -> Path:
+    """Write the manifest an export carries beside ``onnx_path``."""
+    from hyena_serve.files import sha256_file
+    from hyena_serve.manifest import Manifest, OnnxInfo, WeightsInfo, manifest_path_for, write_manifest
+    from hyena_serve.preprocess import Preprocessing
+
+    manifest = Manifest(model=model, resolution=res, num_classes=NUM_CLASSES,
+                        preprocess=Preprocessing().at_resolution(res), weights=WeightsInfo("random", seed=0),
+                        pretrained=False,
+                        onnx=OnnxInfo(file=onnx_path.name, sha256=sha256_file(onnx_path), opset=20,
+                                      precision=precision))
+    return write_manifest(manifest_path_for(onnx_path), manifest)
+
+
+def _to_trt_args(tmp_path, onnx_path, *extra):
+    return ["--onnx", str(onnx_path), "--repository", str(tmp_path / "repo"), "--batch", "1:2:4", "--quiet", *extra]
+
+
+def test_to_trt_writes_plan_and_config_after_the_parity_gate(tmp_path, tiny_onnx, fake_plugin, monkeypatch, capsys):
+    cuda = FakeCuda()
+    _install_fakes(monkeypatch, make_fake_trt(tiny_onnx, cuda=cuda), cuda)
+    _with_manifest(tiny_onnx)
+    to_trt = _load_to_trt()
+    rc = to_trt.main(_to_trt_args(tmp_path, tiny_onnx, "--plugin-lib", str(fake_plugin)))
+    assert rc == 0, capsys.readouterr().err
+    entry = tmp_path / "repo" / "tiny_trt"
+    assert (entry / "1" / "model.plan").read_bytes() == b"fake-plan"
+    config = (entry / "config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in config and f"dims: [ {NUM_CLASSES} ]" in config
+    assert "dims: [ 3, 8, 8 ]" in config and "TYPE_FP32" in config
+    assert "hyena_manifest" in config, "the gateway reads the manifest from the config"
+
+
+def test_to_trt_without_a_manifest_writes_only_with_out(tmp_path, tiny_onnx, fake_plugin, monkeypatch, capsys):
+    cuda = FakeCuda()
+    _install_fakes(monkeypatch, make_fake_trt(tiny_onnx, cuda=cuda), cuda)
+    to_trt = _load_to_trt()
+    rc = to_trt.main(_to_trt_args(tmp_path, tiny_onnx, "--plugin-lib", str(fake_plugin), "--res", "8"))
+    assert rc == 2 and "pass --out" in capsys.readouterr().err
+    out = tmp_path / "plan" / "m.plan"
+    rc = to_trt.main(_to_trt_args(tmp_path, tiny_onnx, "--plugin-lib", str(fake_plugin), "--res", "8",
+                                  "--out", str(out)))
+    assert rc == 0 and out.read_bytes() == b"fake-plan"
+
+
+def test_to_trt_parity_gate_refuses_a_wrong_engine(tmp_path, tiny_onnx, fake_plugin, monkeypatch, capsys):
+    cuda = FakeCuda()
+    _install_fakes(monkeypatch, make_fake_trt(tiny_onnx, perturb=0.5, cuda=cuda), cuda)
+    _with_manifest(tiny_onnx)
+    rc = _load_to_trt().main(_to_trt_args(tmp_path, tiny_onnx, "--plugin-lib", str(fake_plugin)))
+    err = capsys.readouterr().err
+    assert rc == 4 and "disagrees with ONNX Runtime" in err and "nothing written" in err
+    assert not (tmp_path / "repo").exists()
+
+
+def test_to_trt_fp16_on_tensorrt11_builds_instead_of_exiting_3(tmp_path, tiny_onnx, tiny_onnx_fp16, fake_plugin,
+                                                              monkeypatch, capsys):
+    cuda = FakeCuda()
+    _install_fakes(monkeypatch, make_fake_trt(tiny_onnx_fp16, version="11.4.0", fp16_flag=False, cuda=cuda), cuda)
+    _with_manifest(tiny_onnx)
+    _with_manifest(tiny_onnx_fp16, precision="fp16")
+    to_trt = _load_to_trt()
+    out = tmp_path / "m.plan"
+    rc = to_trt.main(_to_trt_args(tmp_path, tiny_onnx, "--fp16", "--onnx-fp16", str(tiny_onnx_fp16),
+                                  "--plugin-lib", str(fake_plugin), "--out", str(out)))
+    assert rc == 0, capsys.readouterr().err
+    assert out.read_bytes() == b"fake-plan"
+    # Without the fp16 export: a clear argument error (2), never "cannot build here" (3).
+    rc = to_trt.main(_to_trt_args(tmp_path, tiny_onnx, "--fp16", "--plugin-lib", str(fake_plugin), "--out", str(out)))
+    err = capsys.readouterr().err
+    assert rc == 2 and "fp16-I/O export" in err
+
+
+def test_to_trt_large_minimum_batch_is_not_a_traceback(tmp_path, tiny_onnx, fake_plugin, monkeypatch, capsys):
+    cuda = FakeCuda()
+    _install_fakes(monkeypatch, make_fake_trt(tiny_onnx, cuda=cuda), cuda)
+    _with_manifest(tiny_onnx)
+    args = _to_trt_args(tmp_path, tiny_onnx, "--plugin-lib", str(fake_plugin))
+    args[args.index("1:2:4")] = "6:6:8"
+    rc = _load_to_trt().main(args)
+    assert rc == 0, capsys.readouterr().err
+
+
+def test_to_trt_bad_batch_is_one_line(tmp_path, tiny_onnx, capsys):
+    rc = _load_to_trt().main(_to_trt_args(tmp_path, tiny_onnx)[:-3] + ["--batch", "8:4:2", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "batch profile" in err
+
+
+def test_to_trt_reuses_the_cached_export_of_the_same_model(tmp_path, fake_plugin, monkeypatch, capsys):
+    # The old to_trt re-exported on every run. A cached artifact of the same model,
+    # resolution, weights, body and precision must be used as it is (no torch, no export).
+    from hyena_serve import artifact as artifacts
+
+    spec = artifacts.ModelSpec.of("hpx_former_s4", 16, "random", 0, {"num_classes": NUM_CLASSES})
+    planned = artifacts.plan_manifest(spec)
+    path = tmp_path / "artifacts" / "onnx" / f"{artifacts.artifact_name(planned, 'matmul', 'fp32')}.onnx"
+    path.parent.mkdir(parents=True)
+    onnx.save_model(_tiny_classifier(res=16), str(path))
+    from hyena_serve.files import sha256_file
+    from hyena_serve.manifest import OnnxInfo, manifest_path_for, write_manifest
+
+    write_manifest(manifest_path_for(path), planned.with_onnx(OnnxInfo(file=path.name, sha256=sha256_file(path),
+                                                                        opset=20)))
+
+    def no_export(*a, **k):
+        raise AssertionError("re-exported although a cached export exists")
+
+    monkeypatch.setattr(artifacts, "_export", no_export)
+    cuda = FakeCuda()
+    _install_fakes(monkeypatch, make_fake_trt(path, cuda=cuda), cuda)
+    rc = _load_to_trt().main([
+        "--model", "hpx_former_s4", "--res", "16", "--weights", "random", "--seed", "0",
+        "--model-kwargs", f'{{"num_classes": {NUM_CLASSES}}}', "--artifacts-dir", str(tmp_path / "artifacts"),
+        "--repository", str(tmp_path / "repo"), "--batch", "1:2:4", "--plugin-lib", str(fake_plugin)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "reusing the export" in err
+    assert (tmp_path / "repo" / "hpx_former_s4_trt" / "1" / "model.plan").is_file()
 
 
 def test_missing_plugin_library_names_the_path(tmp_path, monkeypatch):
@@ -131,6 +795,13 @@ def test_missing_plugin_library_names_the_path(tmp_path, monkeypatch):
     missing = tmp_path / "libnope.so"
     with pytest.raises(trtb.TensorRTUnavailable, match=str(missing)):
         trtb.find_plugin_library(missing)
+
+
+def test_numpy_dtype_of_engine_io():
+    dt = _enum(FLOAT=None, HALF=None, INT8=None)
+    assert trtb.numpy_dtype(dt.FLOAT) == np.float32 and trtb.numpy_dtype(dt.HALF) == np.float16
+    with pytest.raises(trtb.EngineError, match="INT8"):
+        trtb.numpy_dtype(dt.INT8)
 
 
 def test_write_atomically_leaves_a_readable_file_and_no_temporaries(tmp_path):
@@ -143,28 +814,54 @@ def test_write_atomically_leaves_a_readable_file_and_no_temporaries(tmp_path):
 
 def test_help_documents_every_option():
     out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ("--model", "--checkpoint", "--res", "--fp16", "--batch", "--plugin-lib", "--workspace",
-                   "--out", "--fftconv", "native-dft", "gemm"):
+    for option in ("--model", "--weights", "--seed", "--res", "--fp16", "--tf32", "--batch", "--plugin-lib",
+                   "--workspace", "--out", "--fftconv", "native-dft", "gemm", "--onnx", "--artifacts-dir",
+                   "--repository", "--quiet"):
         assert option in out
 
 
-@pytest.mark.slow
-def test_without_tensorrt_the_onnx_is_written_and_the_reason_is_one_line(tmp_path):
-    pytest.importorskip("onnxruntime")
+def test_without_tensorrt_an_existing_onnx_gives_one_line_and_status_3_without_torch(tmp_path, tiny_onnx):
     try:
         import tensorrt  # noqa: F401
     except ImportError:
         pass
     else:
         pytest.skip("TensorRT is installed here: the no-TensorRT path cannot be observed")
-    onnx_out = tmp_path / "tiny.onnx"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--model", "hpx_former_s4", "--res", "32", "--onnx-out", str(onnx_out),
-         "--repository", str(tmp_path / "repo"), "--quiet"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
-    )
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['to_trt.py'] + {_to_trt_args(tmp_path, tiny_onnx)!r}\n"
+        "try:\n    runpy.run_path(sys.argv[0] if False else %r, run_name='__main__')\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+        "sys.exit(code)\n"
+    ) % str(SCRIPT)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 3, proc.stderr
-    assert onnx_out.is_file()
+    assert "torch imported: False" in proc.stdout, "the TensorRT path must not need torch"
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "TensorRT" in error_lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "repo").exists(), "no plan or config may be written without an engine"
+
+
+@pytest.mark.slow
+def test_without_tensorrt_the_export_is_written_and_reused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed here: the no-TensorRT path cannot be observed")
+    cmd = [sys.executable, str(SCRIPT), "--model", "hpx_former_s4", "--res", "32", "--weights", "random",
+           "--model-kwargs", '{"dims": [8, 16, 16, 16]}', "--artifacts-dir",
+           str(tmp_path / "artifacts"), "--repository", str(tmp_path / "repo")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 3, proc.stderr
+    exports = sorted((tmp_path / "artifacts").rglob("*.onnx"))
+    assert exports, proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "TensorRT" in error_lines[0] and "Traceback" not in proc.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert again.returncode == 3 and "reusing" in again.stderr, again.stderr
+    assert not (tmp_path / "repo").exists()
