@@ -10,7 +10,7 @@ EXTRAS ?= serve,export,train,triton,dev
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install serve test bench train clean help
+.PHONY: install serve test bench train clean help gpu-check
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -34,6 +34,9 @@ bench: install  ## quick benchmark run (writes bench/out/)
 
 train: install  ## train a small HyenaPixel on scikit-learn's digits
 	$(BIN)/python -m hyena_serve.train
+
+gpu-check:  ## GPU host, no venv, no TensorRT: plugin kernels, torch on CUDA, pytest -m gpu, bench gpu (docs/gpu.md)
+	@PYTHONPATH=. $(PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:  ## remove the venv and generated artifacts
 	rm -rf $(VENV) artifacts bench/out .pytest_cache

@@ -1,4 +1,4 @@
-"""``python -m bench [op|model|serving|all]``: run benchmarks, write JSON + Markdown + PNG plots.
+"""``python -m bench [op|model|serving|all|gpu]``: run benchmarks, write JSON + Markdown + PNG plots.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     python -m bench op --threads 2              # all four S18 stages, 10 interleaved rounds
     python -m bench model --models hpx_former_s18 --res 224 --batches 1,8
     python -m bench serving --concurrency 1,4,16 --requests 64
+    python -m bench gpu --help                  # the GPU benchmark (bench/gpu.py; CUDA GPU needed)
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("what", nargs="?", default="all", choices=(*SECTIONS, "all"),
-                   help="which benchmark to run (default: all)")
+    p.add_argument("what", nargs="?", default="all", choices=(*SECTIONS, "all", "gpu"),
+                   help="which benchmark to run (default: all, the CPU ones); gpu: the GPU benchmark, "
+                        "with its own options (python -m bench gpu --help)")
     p.add_argument("--quick", action="store_true",
                    help="few rounds, batch 1, small resolution, no torch.compile, concurrency 1/4/16: about a "
                         "minute once the ONNX exports are cached")
@@ -122,7 +124,14 @@ def _bar(desc: str, total: int):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gpu"]:  # its own options, and none of the CPU sections' imports
+        from bench import gpu
+
+        return gpu.main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.what == "gpu":
+        build_parser().error("put gpu first: python -m bench gpu [options] (see python -m bench gpu --help)")
     import torch
 
     from bench import report
@@ -135,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache_dir: Path = args.cache
     settings = _settings(args)
     wanted = SECTIONS if args.what == "all" else (args.what,)
-    argv_text = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    argv_text = " ".join(shlex.quote(a) for a in argv)
     doc = {
         "command": f"python -m bench {argv_text}".strip(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,349 @@
+"""``make gpu-check`` and ``python -m bench gpu`` where they can be checked without a GPU:
+the one-line refusal on a CPU host, the ``HYENA_REQUIRE_GPU`` switch of tests/conftest.py,
+the CMake command lines, cuFFT discovery, the summary parsing, the plugin's benchmark rows
+and the GPU report writer (fed made-up numbers; nothing here is a measurement)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "gpu_check.py"
+CONFTEST = Path(__file__).with_name("conftest.py")
+no_gpu_here = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: the CPU-host path "
+                                                                     "cannot be observed here")
+
+
+def _load_driver():
+    spec = importlib.util.spec_from_file_location("gpu_check_driver", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+gc = _load_driver()
+
+
+def _env(**extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HYENA_REQUIRE_GPU", "PYTEST_ADDOPTS")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
+
+
+def _one_line(proc: subprocess.CompletedProcess) -> str:
+    text = (proc.stdout + proc.stderr).strip()
+    assert "Traceback" not in text, text
+    assert len(text.splitlines()) == 1, text
+    return text
+
+
+# --- the CPU host ---------------------------------------------------------------------------
+
+
+@no_gpu_here
+def test_gpu_check_on_a_cpu_host_prints_one_line_and_fails():
+    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == gc.NO_HOST
+    line = _one_line(proc)
+    assert line.startswith("gpu-check: no CUDA GPU visible (torch.cuda.is_available() is False")
+    assert "nothing to check on this host" in line
+
+
+@no_gpu_here
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_gpu_check_runs_the_driver_with_this_python():
+    proc = subprocess.run(["make", "--no-print-directory", "gpu-check", f"PYTHON={sys.executable}"], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr
+    ours = [ln for ln in (proc.stdout + proc.stderr).splitlines() if not ln.startswith("make")]
+    assert len(ours) == 1 and ours[0].startswith("gpu-check: no CUDA GPU visible"), ours
+
+
+def test_gpu_check_without_torch_prints_one_line(tmp_path):
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named torch (stand-in for a host without it)')\n")
+    env = _env(PYTHONPATH=os.pathsep.join([str(fake.parent), str(ROOT)]))
+    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == gc.NO_HOST
+    line = _one_line(proc)
+    assert line.startswith("gpu-check: torch is not importable by ") and "ImportError" in line
+
+
+@no_gpu_here
+def test_bench_gpu_on_a_cpu_host_prints_one_line_and_fails():
+    proc = subprocess.run([sys.executable, "-m", "bench", "gpu"], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 3
+    assert _one_line(proc).startswith("bench gpu: no CUDA GPU visible")
+
+
+def test_bench_gpu_is_registered_with_its_own_options(capsys):
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["gpu", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m bench gpu")
+    for word in ("--plugin-exe", "--batches", "--budget-s", "--no-compile", "bench/out/gpu"):
+        assert word in out
+
+
+# --- HYENA_REQUIRE_GPU (tests/conftest.py) -----------------------------------------------------
+
+CASES = '''
+import pytest
+
+@pytest.mark.gpu
+def test_gpu_passes():
+    pass
+
+@pytest.mark.gpu
+def test_gpu_needs_tensorrt():
+    pytest.skip("TensorRT Python package not installed")
+
+@pytest.mark.gpu
+def test_gpu_importorskip_tensorrt():
+    pytest.importorskip("tensorrt")
+
+@pytest.mark.gpu
+def test_gpu_other_skip():
+    pytest.skip("plugin library path not set")
+
+@pytest.mark.gpu
+@pytest.mark.skipif(True, reason="CUDA torch build needed")
+def test_gpu_skipif():
+    pass
+
+@pytest.mark.gpu
+@pytest.mark.xfail(reason="known")
+def test_gpu_xfail():
+    assert False
+
+def test_cpu_skip():
+    pytest.skip("not a GPU test")
+'''
+
+
+def _run_cases(pytester, monkeypatch, *, require: str | None, cuda: bool, fake_tensorrt: bool = False):
+    """Run CASES in a nested pytest under the real conftest (its CUDA probe replaced by
+    ``cuda``); return the run's result and {test name: outcome}."""
+    conftest = CONFTEST.read_text(encoding="utf-8")
+    if cuda:  # pretend a GPU so the GPU tests run and their own skips meet the switch
+        conftest += "\n\ndef _has_cuda():\n    return True\n"
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_cases=CASES)
+    if fake_tensorrt:  # stand-in: a host with TensorRT installed
+        pytester.makepyfile(tensorrt="")
+        pytester.syspathinsert()
+    if require is None:
+        monkeypatch.delenv("HYENA_REQUIRE_GPU", raising=False)
+    else:
+        monkeypatch.setenv("HYENA_REQUIRE_GPU", require)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs", f"--junitxml={junit}", "test_cases.py")
+    outcomes = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        kinds = [c.tag for c in case if c.tag in ("failure", "error", "skipped")]
+        outcome = kinds[0] if kinds else "passed"
+        if outcome == "skipped" and case.find("skipped").get("type") == "pytest.xfail":
+            outcome = "xfailed"
+        outcomes[case.get("name")] = outcome
+    return result, outcomes
+
+
+def test_without_the_switch_gpu_skips_stay_skips(pytester, monkeypatch):
+    result, outcomes = _run_cases(pytester, monkeypatch, require=None, cuda=True)
+    assert result.ret == 0, result.stdout.str()
+    assert outcomes == {"test_gpu_passes": "passed", "test_gpu_needs_tensorrt": "skipped",
+                        "test_gpu_importorskip_tensorrt": "skipped", "test_gpu_other_skip": "skipped",
+                        "test_gpu_skipif": "skipped", "test_gpu_xfail": "xfailed", "test_cpu_skip": "skipped"}
+    assert "HYENA_REQUIRE_GPU=1" not in result.stdout.str()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_switch_fails_gpu_skips_except_for_missing_tensorrt(pytester, monkeypatch):
+    result, outcomes = _run_cases(pytester, monkeypatch, require="1", cuda=True)
+    assert result.ret == 1, result.stdout.str()
+    assert outcomes == {"test_gpu_passes": "passed", "test_gpu_needs_tensorrt": "skipped",
+                        "test_gpu_importorskip_tensorrt": "skipped", "test_gpu_other_skip": "failure",
+                        "test_gpu_skipif": "error", "test_gpu_xfail": "xfailed", "test_cpu_skip": "skipped"}
+    out = result.stdout.str()
+    assert "GPU tests skipped because TensorRT is not installed (allowed): 2" in out
+    assert "GPU test skips turned into failures: 2" in out
+    assert "HYENA_REQUIRE_GPU=1: this GPU test skipped (plugin library path not set)" in out
+
+
+def test_switch_fails_tensorrt_skips_where_tensorrt_is_installed(pytester, monkeypatch):
+    result, outcomes = _run_cases(pytester, monkeypatch, require="1", cuda=True, fake_tensorrt=True)
+    assert result.ret == 1
+    assert outcomes["test_gpu_needs_tensorrt"] == "failure"
+    assert outcomes["test_gpu_importorskip_tensorrt"] == "passed"  # the stand-in module imports
+    assert outcomes["test_cpu_skip"] == "skipped"
+
+
+@no_gpu_here
+def test_switch_on_a_cpu_host_fails_every_gpu_test(pytester, monkeypatch):
+    result, outcomes = _run_cases(pytester, monkeypatch, require="1", cuda=False)
+    assert result.ret == 1
+    gpu = {k: v for k, v in outcomes.items() if k.startswith("test_gpu")}
+    assert set(gpu.values()) == {"error"}, gpu  # skipped in setup by the no-GPU marker, turned into errors
+    assert "needs a CUDA GPU: none on this host" in result.stdout.str()
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("yes", True), ("0", False), ("", False), ("false", False)])
+def test_switch_values(monkeypatch, value, on):
+    spec = importlib.util.spec_from_file_location("conftest_copy", CONFTEST)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("HYENA_REQUIRE_GPU", value)
+    assert module.require_gpu() is on
+    assert module.skip_allowed("TensorRT Python package not installed", tensorrt_present=False)
+    assert module.skip_allowed("could not import 'tensorrt': No module named 'tensorrt'", tensorrt_present=False)
+    assert not module.skip_allowed("TensorRT Python package not installed", tensorrt_present=True)
+    assert not module.skip_allowed("needs a CUDA GPU: none on this host", tensorrt_present=False)
+
+
+# --- the driver's pure pieces ----------------------------------------------------------------
+
+
+def test_cmake_configure_command_builds_without_tensorrt(tmp_path):
+    cmd = gc.cmake_configure_command(Path("src"), Path("out"), cuda_arch="90", nvcc="/cuda/bin/nvcc",
+                                     generator="Ninja")
+    assert cmd[:5] == ["cmake", "-S", "src", "-B", "out"]
+    assert cmd[5:7] == ["-G", "Ninja"]
+    assert "-DFFTCONV_WITH_TENSORRT=OFF" in cmd and "-DCMAKE_BUILD_TYPE=Release" in cmd
+    assert "-DCMAKE_CUDA_ARCHITECTURES=90" in cmd and "-DCMAKE_CUDA_COMPILER=/cuda/bin/nvcc" in cmd
+    assert not any("TENSORRT_ROOT" in c or "CUFFT" in c for c in cmd)
+    inc, lib = tmp_path / "include", tmp_path / "lib" / "libcufft.so.12"
+    cmd = gc.cmake_configure_command(Path("src"), Path("out"), cufft=(inc, lib))
+    assert f"-DCUFFT_INCLUDE_DIR={inc}" in cmd and f"-DCUFFT_LIBRARY={lib}" in cmd
+    assert not any(c.startswith(("-G", "-DCMAKE_CUDA_ARCHITECTURES")) for c in cmd)
+    assert gc.cmake_build_command(Path("out"), 16) == ["cmake", "--build", "out", "--target", "fftconv_gpu_check",
+                                                       "-j", "16"]
+
+
+def test_cmake_names_match_the_plugin_cmakelists():
+    text = (gc.PLUGIN_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert gc.NO_TENSORRT_OPTION in text and gc.CHECK_TARGET in text
+    assert "CUFFT_INCLUDE_DIR" in text and "CUFFT_LIBRARY" in text
+
+
+def test_cufft_from_the_wheel_or_the_toolkit(tmp_path):
+    site = tmp_path / "site-packages"
+    assert gc.find_cufft_wheel([str(site)]) is None
+    (site / "nvidia" / "cu13" / "include").mkdir(parents=True)
+    (site / "nvidia" / "cu13" / "include" / "cufft.h").write_text("")
+    (site / "nvidia" / "cu13" / "lib").mkdir()
+    for name in ("libcufftw.so.12", "libcufft.so.12"):
+        (site / "nvidia" / "cu13" / "lib" / name).write_text("")
+    inc, lib = gc.find_cufft_wheel([str(tmp_path / "elsewhere"), str(site)])
+    assert inc == site / "nvidia" / "cu13" / "include" and lib.name == "libcufft.so.12"
+
+    cuda = tmp_path / "cuda"
+    (cuda / "bin").mkdir(parents=True)
+    nvcc = cuda / "bin" / "nvcc"
+    nvcc.write_text("#!/bin/sh\n")
+    nvcc.chmod(0o755)
+    assert not gc.toolkit_has_cufft(str(nvcc))
+    (cuda / "include").mkdir()
+    (cuda / "include" / "cufft.h").write_text("")
+    (cuda / "lib64").mkdir()
+    (cuda / "lib64" / "libcufft.so").write_text("")
+    assert gc.toolkit_has_cufft(str(nvcc))
+    assert gc.find_nvcc({"PATH": str(cuda / "bin")}) == str(nvcc)
+    assert gc.find_nvcc({"PATH": str(tmp_path), "CUDA_HOME": str(tmp_path / "none")}) is None
+
+
+def test_gpu_test_files_are_the_ones_with_the_marker():
+    files = {p.name for p in gc.gpu_test_files(ROOT / "tests")}
+    assert "test_gpu_torch.py" in files
+    assert "test_gateway.py" not in files  # needs the serving extras a bare GPU host lacks
+
+
+def test_summary_parsing():
+    assert gc.parse_check_counts("case a ok\n12 passed, 0 failed\n") == (12, 0)
+    assert gc.parse_check_counts("3 passed, 1 failed\n40 passed, 2 failed") == (40, 2)
+    assert gc.parse_check_counts("nothing") is None
+    xml = """<testsuites><testsuite>
+      <testcase classname="tests.test_a" name="test_ok"/>
+      <testcase classname="tests.test_a" name="test_bad"><failure message="boom"/></testcase>
+      <testcase classname="tests.test_a" name="test_err"><error message="setup"/></testcase>
+      <testcase classname="tests.test_t" name="test_trt1"><skipped type="pytest.skip" message="TensorRT Python package not installed"/></testcase>
+      <testcase classname="tests.test_t" name="test_trt2"><skipped type="pytest.skip" message="TensorRT Python package not installed"/></testcase>
+      <testcase classname="tests.test_a" name="test_x"><skipped type="pytest.xfail" message="known"/></testcase>
+    </testsuite></testsuites>"""
+    res = gc.parse_junit(xml)
+    assert (res.passed, res.failed, res.errors, res.xfailed) == (1, 1, 1, 1)
+    assert res.skip_groups() == {"TensorRT Python package not installed": 2}
+    assert gc.names_tensorrt("could not import 'tensorrt'") and not gc.names_tensorrt("no GPU")
+
+
+# --- bench gpu: plugin rows and the report (synthetic numbers, not measurements) ----------------
+
+
+def test_plugin_rows_are_parsed_and_normalised():
+    from bench import gpu
+
+    text = "\n".join([
+        "building plans ...",
+        json.dumps({"mode": "2d", "channels": 64, "spatial": [56, 56], "kernel": [111, 111], "batch": 1,
+                    "dtype": "fp32", "median_ms": 0.5}),
+        json.dumps({"mode": "1d_bidir", "channels": 512, "spatial": 49, "kernel": [97], "batch": 1,
+                    "dtype": "float16", "median_ms": 0.01}),
+        '{"mode": "2d", "broken": true}',
+        "{not json",
+        "8 passed, 0 failed",
+    ])
+    rows = gpu.parse_plugin_rows(text)
+    assert [(r["mode"], r["channels"], r["elements"], r["dtype"]) for r in rows] == [
+        ("2d", 64, 3136, "fp32"), ("1d_bidir", 512, 49, "fp16")]
+
+
+def test_gpu_report_is_written_from_a_results_document(tmp_path):
+    pytest.importorskip("matplotlib")
+    from bench import gpu
+    from bench.timing import environment
+
+    def stats(ms):
+        return {"n": 3, "median_ms": ms, "p90_ms": ms, "p99_ms": ms, "mean_ms": ms, "min_ms": ms}
+
+    side = {"fp32": {"plugin_vs_torch_fft": 2.0, "torch_fft_vs_direct": 10.0, "plugin_vs_direct": 20.0},
+            "fp16": {"plugin_vs_torch_fft": None, "torch_fft_vs_direct": None, "plugin_vs_direct": None}}
+    op_row = {"shape": "hpx_former_s18 stage 0: 64x56x56", "model": "hpx_former_s18", "stage": 0, "channels": 64,
+              "size": 56, "mode": "2d", "batch": 1, "stats": {"torch fft_conv fp32": stats(1.0),
+                                                                "plugin kernels fp32": {"median_ms": 0.5},
+                                                                "cuDNN direct conv fp32": stats(10.0)},
+              "side_by_side": side, "notes": {}}
+    model_entry = {"model": "hpx_former_s18", "res": 224, "batches": [
+        {"batch": b, "stats": {"eager fp32": stats(2.0 * b), "eager bf16": stats(1.0 * b)},
+         "speedup_vs_baseline": {"eager fp32": 1.0, "eager bf16": 2.0},
+         "throughput_img_s": {"eager fp32": 500.0, "eager bf16": 1000.0},
+         "memory": {"cuda_max_allocated_mb": 100.0}, "notes": {}} for b in (1, 8)]}
+    doc = {"command": "python -m bench gpu (synthetic test document)", "started": "now", "seconds": 1.0,
+           "environment": environment(), "gpu": {"name": "none (synthetic)", "tf32": False},
+           "sections": {"op": {"baseline": "torch fft_conv fp32", "results": [op_row]},
+                        "model": {"baseline": "eager fp32", "filters": "frozen", "compile": "off",
+                                  "results": [model_entry]}},
+           "skipped": {"model: TensorRT engines": "TensorRT is not installed here"}, "errors": {}}
+    paths = gpu.write_report(doc, tmp_path)
+    md = paths["markdown"].read_text()
+    assert "plugin kernels vs torch cuFFT fft_conv at 64×56² (2D, B=1, fp32): 2.00× (target ≥ 1.5×: met)" in md
+    assert "TensorRT is not installed here" in md
+    assert json.loads(paths["json"].read_text())["headline"]
+    assert (tmp_path / gpu.PLOTS["op"]).is_file() and (tmp_path / gpu.PLOTS["model"]).is_file()
