@@ -6,9 +6,14 @@ What runs on a CPU host:
 - the CUDA sources compiled with nvcc (sm_80 object, compute_90 PTX) against cufft.h from
   the ``nvidia-cufft`` wheel or the CUDA toolkit;
 - the TensorRT glue, only where TensorRT headers exist (TENSORRT_ROOT / TensorRT_INCLUDE_DIR
-  or standard paths): compiled, then linked with a mock plugin registry and run.
+  or standard paths): compiled, then linked with a mock plugin registry and run;
+- the CMake configure step finding TensorRT the way NVIDIA's wheels ship it (a versioned
+  ``libnvinfer.so.11`` without headers, plus a separate include dir), with stand-in files;
+- the no-TensorRT CMake build (``-DFFTCONV_WITH_TENSORRT=OFF``): the CUDA core library
+  ``fftconv_cuda`` and the GPU check ``fftconv_gpu_check``, compiled and linked against
+  libcufft (it needs a GPU to run: ``make gpu-check`` runs it).
 
-Every artifact goes to pytest tmp dirs. GPU numerics are a later step, not here.
+Every artifact goes to pytest tmp dirs. GPU numerics run in fftconv_gpu_check, not here.
 """
 
 from __future__ import annotations
@@ -197,3 +202,125 @@ def test_tensorrt_glue_compiles_and_runs_with_mock_registry(cuda_kernels, tmp_pa
     env = {k: v for k, v in os.environ.items() if k != "HYENA_FFTCONV_NO_STATIC_REGISTRATION"}
     out = _run([exe], env=env).stdout
     assert "checks passed" in out
+
+
+# ---- CMake ---------------------------------------------------------------------------------
+
+
+def _cmake_prereqs() -> tuple[str, list[str]]:
+    """cmake + the -D flags for nvcc and cuFFT, or skip with the reason."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not installed")
+    nvcc = _nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not installed: the CMake project enables CUDA at configure time")
+    cufft = _cufft_dirs()
+    if cufft is None:
+        pytest.skip("cufft.h not found (pip install nvidia-cufft, or a CUDA toolkit with cuFFT)")
+    flags = [f"-DCMAKE_CUDA_COMPILER={os.path.realpath(nvcc)}", "-DCMAKE_CUDA_ARCHITECTURES=90"]
+    inc, libdir = cufft
+    libs = sorted(glob.glob(str(libdir / "libcufft.so*"))) if libdir else []
+    if libs:  # the wheel (or a toolkit found through it): name both explicitly
+        flags += [f"-DCUFFT_INCLUDE_DIR={inc}", f"-DCUFFT_LIBRARY={libs[0]}"]
+    return cmake, flags
+
+
+def _cache(build: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in (build / "CMakeCache.txt").read_text().splitlines():
+        if line and not line.startswith(("#", "//")) and "=" in line and ":" in line.split("=", 1)[0]:
+            key, value = line.split("=", 1)
+            out[key.split(":", 1)[0]] = value
+    return out
+
+
+def _standin_tensorrt(root: Path, lib_name: str, header_major: int | None = None) -> tuple[Path, Path]:
+    """A wheel-like TensorRT: <root>/lib/<lib_name> (a stand-in file, never linked) and a
+    separate include dir with stand-in headers (empty files: configure only checks that
+    they exist and reads the version macro)."""
+    lib = root / "lib" / lib_name
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"stand-in, not a library")
+    inc = root / "oss-include"
+    inc.mkdir()
+    for name in ("NvInfer.h", "NvInferRuntime.h", "NvInferRuntimeBase.h", "NvInferPluginBase.h"):
+        (inc / name).write_text("// stand-in for the configure test\n")
+    if header_major is not None:
+        (inc / "NvInferVersion.h").write_text(
+            f"#define TRT_MAJOR_ENTERPRISE {header_major}\n"
+            "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE\n")
+    return lib, inc
+
+
+def _configure(cmake: str, flags: list[str], build: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [cmake, "-S", str(PLUGIN_DIR), "-B", str(build), *flags, *extra],
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+
+
+def test_cmake_configure_finds_wheel_style_versioned_tensorrt(tmp_path):
+    """TensorRT from NVIDIA's wheels: only libnvinfer.so.11 (no unversioned symlink) under the
+    root, headers from a separate dir. Configure only: nothing is compiled or linked."""
+    cmake, flags = _cmake_prereqs()
+    lib, inc = _standin_tensorrt(tmp_path / "trt", "libnvinfer.so.11", header_major=11)
+    build = tmp_path / "build"
+    proc = _configure(cmake, flags, build, f"-DTENSORRT_ROOT={tmp_path / 'trt'}", f"-DTensorRT_INCLUDE_DIR={inc}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cache = _cache(build)
+    assert Path(cache["TensorRT_LIBRARY"]) == lib
+    assert Path(cache["TensorRT_INCLUDE_DIR"]) == inc
+    assert cache["FFTCONV_WITH_TENSORRT"] == "ON"
+    assert "major '11'" in proc.stdout
+
+
+def test_cmake_configure_accepts_any_tensorrt_library_file(tmp_path):
+    """-DTensorRT_LIBRARY may name any file, e.g. the wheel's tensorrt_libs/libnvinfer.so.10."""
+    cmake, flags = _cmake_prereqs()
+    lib, inc = _standin_tensorrt(tmp_path / "site-packages", "libnvinfer.so.10")
+    build = tmp_path / "build"
+    proc = _configure(cmake, flags, build, f"-DTensorRT_LIBRARY={lib}", f"-DTensorRT_INCLUDE_DIR={inc}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert Path(_cache(build)["TensorRT_LIBRARY"]) == lib
+
+
+def test_cmake_configure_rejects_mismatched_tensorrt_headers(tmp_path):
+    """Headers of TensorRT 10 with libnvinfer.so.11 would build a plugin that fails at load."""
+    cmake, flags = _cmake_prereqs()
+    _, inc = _standin_tensorrt(tmp_path / "trt", "libnvinfer.so.11", header_major=10)
+    proc = _configure(cmake, flags, tmp_path / "build", f"-DTENSORRT_ROOT={tmp_path / 'trt'}",
+                      f"-DTensorRT_INCLUDE_DIR={inc}")
+    assert proc.returncode != 0
+    assert "headers are version 10.x but the library is libnvinfer.so.11" in proc.stdout + proc.stderr
+
+
+def test_cmake_builds_cuda_core_and_gpu_check_without_tensorrt(tmp_path):
+    """-DFFTCONV_WITH_TENSORRT=OFF: no TensorRT looked for; fftconv_cuda (kernels + plans) and
+    fftconv_gpu_check compile and link against libcufft. Running it needs a GPU."""
+    cmake, flags = _cmake_prereqs()
+    if "-DCUFFT_LIBRARY" not in " ".join(flags):
+        pytest.skip("libcufft.so not found next to cufft.h: cannot link")
+    build = tmp_path / "build"
+    env = {k: v for k, v in os.environ.items() if k not in ("TENSORRT_ROOT", "TensorRT_INCLUDE_DIR")}
+    _run([cmake, "-S", PLUGIN_DIR, "-B", build, *flags, "-DFFTCONV_WITH_TENSORRT=OFF"], env=env)
+    _run([cmake, "--build", build, "-j2", "--target", "fftconv_gpu_check", "fftconv_core_test"])
+    cache = _cache(build)
+    assert "TensorRT_LIBRARY" not in cache  # never searched
+    exe = build / "fftconv_gpu_check"
+    assert exe.exists() and (build / "libfftconv_cuda.a").exists()
+    assert not list(build.glob("libhyena_fftconv_plugin*"))
+    # It links libcufft (the wheel's, found through the build rpath) and the CUDA runtime.
+    needed = _run(["readelf", "-d", exe]).stdout if shutil.which("readelf") else ""
+    if needed:
+        assert "libcufft.so" in needed and "libcudart.so" in needed
+    # Without a usable GPU it says so and fails with status 2 (never a fake pass).
+    # With one (a GPU host), every case must pass.
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    if proc.returncode == 2:
+        assert "no usable CUDA device" in proc.stdout and proc.stdout.strip().endswith("0 passed, 1 failed")
+    else:
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        assert proc.stdout.strip().endswith(" 0 failed")
+    # The CPU core test of the same build passes.
+    assert "checks passed" in _run([build / "fftconv_core_test"]).stdout

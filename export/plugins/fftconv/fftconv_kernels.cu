@@ -435,6 +435,8 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
     auto* base = static_cast<unsigned char*>(a.workspace);
     float* const real = reinterpret_cast<float*>(base + w.realOffset);
     auto* const spec = reinterpret_cast<cufftComplex*>(base + w.complexOffset);
+    // One work area for all plans (they run one after the other on this stream); the
+    // pointer is set on every call because TensorRT may move the workspace between calls.
     void* const work = workBytes > 0 ? static_cast<void*>(base + w.workOffset) : nullptr;
     std::vector<BatchChunk> chunks;
     try
@@ -452,7 +454,7 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
         int32_t const k = chunks[i].level;
         int64_t const s0 = chunks[i].first * g.channels;
         r = cufftCheck(cufftSetStream(plans.r2c[k], stream), "cufftSetStream(R2C)");
-        if (r.ok())
+        if (r.ok() && work != nullptr)
         {
             r = cufftCheck(cufftSetWorkArea(plans.r2c[k], work), "cufftSetWorkArea(R2C)");
         }
@@ -471,7 +473,7 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
         int32_t const k = chunks[i].level;
         int64_t const s0 = chunks[i].first * g.channels;
         r = cufftCheck(cufftSetStream(plans.c2r[k], stream), "cufftSetStream(C2R)");
-        if (r.ok())
+        if (r.ok() && work != nullptr)
         {
             r = cufftCheck(cufftSetWorkArea(plans.c2r[k], work), "cufftSetWorkArea(C2R)");
         }

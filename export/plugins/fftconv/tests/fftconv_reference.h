@@ -48,9 +48,12 @@ inline std::vector<cd> rfft2Padded(float const* k, int64_t kr, int64_t kc, int64
         for (int64_t q = 0; q < h; ++q)
         {
             cd acc = 0;
+            int64_t idx = 0; // (q * s) mod n1, stepped
             for (int64_t s = 0; s < kc; ++s)
             {
-                acc += static_cast<double>(k[r * kc + s]) * t1[static_cast<size_t>((q * s) % n1)];
+                acc += static_cast<double>(k[r * kc + s]) * t1[static_cast<size_t>(idx)];
+                idx += q;
+                idx = idx >= n1 ? idx - n1 : idx;
             }
             rows[static_cast<size_t>(r * h + q)] = acc;
         }
