@@ -8,7 +8,7 @@
 #   triton        Triton Inference Server + the plugin + the model repository; the TensorRT
 #                 plan is built on the serving GPU when the container starts
 #                 (deploy/scripts/triton-entrypoint.sh -> export/to_trt.py)
-#   gateway       the FastAPI gateway: slim Python, non-root, `serve` extras only
+#   gateway       the FastAPI gateway: slim Python, non-root, `gateway` extra only (no torch)
 #
 #   docker build --target triton  -t hyena-serve/triton:0.1.0 .
 #   docker build --target gateway -t hyena-serve/gateway:0.1.0 .
@@ -28,13 +28,16 @@
 ARG NGC_RELEASE=26.10
 # Debian-based slim CPython for the CPU-only stages; same minor as the NGC images (3.12).
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
-# torch is a hard dependency of the package. The CPU build is enough for ONNX export and for
-# the gateway (which does not run torch unless HYENA_BACKEND=torch) and is ~2 GB smaller
-# than a CUDA build. Same version as the Makefile's TORCH_SPEC.
+# torch is needed by the export stage only (the gateway and the TensorRT build run without
+# it). Its CPU build is enough for ONNX export and ~2 GB smaller than a CUDA build. Same
+# version as the Makefile's TORCH_SPEC.
 ARG TORCH_SPEC=torch==2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG MODEL=hpx_former_s18
 ARG RES=224
+# Weights of the exported model when no checkpoint context is given: random (seed 0,
+# reproducible and offline) or pretrained (the released weights, downloaded at build time).
+ARG WEIGHTS=random
 
 # Optional trained weights for the export, passed as a named build context:
 #   docker build --build-context checkpoint=/dir/with/weights \
@@ -76,7 +79,11 @@ ARG TORCH_SPEC
 ARG TORCH_INDEX
 ARG MODEL
 ARG RES
+ARG WEIGHTS
 ARG CHECKPOINT=""
+# 1: also export the fp16-I/O model, which TensorRT 11 needs for TRT_FP16=1 (strongly typed
+# networks have no fp16 builder flag); 0 skips it (faster image build).
+ARG EXPORT_FP16=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -88,22 +95,29 @@ RUN pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"
 COPY pyproject.toml README.md ./
 COPY hyena_serve/ hyena_serve/
 # DL3013: this is the local source tree, not a registry package; its dependencies follow
-# pyproject.toml's ranges. scikit-image ships the photos of to_onnx.py's parity check.
+# pyproject.toml's ranges (the export extra includes scikit-image, the parity photos).
 # hadolint ignore=DL3013
-RUN pip install ".[export]" "scikit-image==0.26.0"
+RUN pip install ".[export]"
 COPY export/ export/
 COPY model_repository/ model_repository/
+# Each export writes its manifest (<name>.manifest.json) beside the .onnx file; the configs
+# of the model's repository entries are then rewritten to carry it.
 RUN --mount=type=bind,from=checkpoint,target=/checkpoint \
-    python export/to_onnx.py --model "${MODEL}" --res "${RES}" \
-        ${CHECKPOINT:+--checkpoint "/checkpoint/${CHECKPOINT}"} \
+    weights="${CHECKPOINT:+/checkpoint/${CHECKPOINT}}" && weights="${weights:-${WEIGHTS}}" \
+    && python export/to_onnx.py --model "${MODEL}" --res "${RES}" --weights "${weights}" \
         --out "model_repository/${MODEL}_onnx/1/model.onnx" \
-    && test -s "model_repository/${MODEL}_onnx/1/model.onnx"
+    && test -s "model_repository/${MODEL}_onnx/1/model.onnx" \
+    && mkdir -p onnx-fp16 \
+    && if [ "${EXPORT_FP16}" = 1 ]; then \
+        python export/to_onnx.py --model "${MODEL}" --res "${RES}" --weights "${weights}" --fp16 \
+            --out onnx-fp16/model.onnx; \
+    fi \
+    && python -c 'import sys; from hyena_serve.artifact import open_artifact; from hyena_serve.model_repo import write_entry_config; m = open_artifact(sys.argv[1]).manifest; [write_entry_config("model_repository", m, f) for f in ("trt", "onnx", "cpu")]' \
+        "model_repository/${MODEL}_onnx/1/model.onnx"
 
 
 # --- Triton Inference Server (GPU) ------------------------------------------------------------
 FROM nvcr.io/nvidia/tritonserver:${NGC_RELEASE}-py3 AS triton
-ARG TORCH_SPEC
-ARG TORCH_INDEX
 ARG MODEL
 ARG RES
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -121,33 +135,32 @@ RUN trt_lib="$(find /usr /opt -name 'libnvinfer.so.*.*.*' -print -quit)" \
     && python3 -m pip install --extra-index-url https://pypi.nvidia.com \
         "tensorrt-cu${cuda_major}-bindings==${trt_version}.*" \
     && echo "TensorRT ${trt_version} (CUDA ${cuda_major}) bindings installed"
-# DL3013: TORCH_SPEC carries the pin. to_trt.py may load the checkpoint / compare against
-# the torch model, so the builder gets the package with its export extras.
-# hadolint ignore=DL3013
-RUN python3 -m pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"
 WORKDIR /opt/hyena
 COPY pyproject.toml README.md ./
 COPY hyena_serve/ hyena_serve/
+# No torch here: building and checking the plan needs TensorRT, onnx, ONNX Runtime (the
+# CPU reference) and Polygraphy (device buffers), which is the package's `tensorrt` extra.
 # DL3013: the local source tree (see the export stage).
 # hadolint ignore=DL3013
-RUN python3 -m pip install ".[export]" "scikit-image==0.26.0"
+RUN python3 -m pip install ".[tensorrt]" \
+    && python3 -c 'import onnx, onnxruntime, polygraphy.cuda' \
+    && if python3 -c 'import torch' 2>/dev/null; then echo "torch must not be in the triton image" >&2; exit 1; fi
 COPY export/ export/
 COPY --from=plugin-build /out/libhyena_fftconv_plugin.so /opt/hyena/plugins/
 COPY --from=export /src/model_repository/ /opt/hyena/model_repository/
+COPY --from=export /src/onnx-fp16/ /opt/hyena/onnx-fp16/
 COPY --chmod=0755 deploy/scripts/triton-entrypoint.sh /usr/local/bin/hyena-triton-entrypoint
-# The exported ONNX is also where the exporters' default path points
-# (artifacts/onnx/<model>_<res>.onnx), so to_trt.py finds it without re-exporting.
 # Non-root user; the plan's version folder exists (empty) so that a volume mounted there
-# inherits its owner.
-RUN mkdir -p artifacts/onnx \
-    && ln -s "../../model_repository/${MODEL}_onnx/1/model.onnx" "artifacts/onnx/${MODEL}_${RES}.onnx" \
-    && useradd --system --uid 10001 --create-home --shell /usr/sbin/nologin hyena \
+# inherits its owner; the entrypoint rewrites the _trt entry's config.pbtxt.
+RUN useradd --system --uid 10001 --create-home --shell /usr/sbin/nologin hyena \
     && mkdir -p "/opt/hyena/model_repository/${MODEL}_trt/1" \
-    && chown -R 10001:10001 /opt/hyena/model_repository /opt/hyena/artifacts
+    && chown -R 10001:10001 /opt/hyena/model_repository
 USER 10001:10001
 ENV HYENA_MODEL=${MODEL} \
     HYENA_RESOLUTION=${RES} \
     MODEL_REPOSITORY=/opt/hyena/model_repository \
+    TRT_ONNX=/opt/hyena/model_repository/${MODEL}_onnx/1/model.onnx \
+    TRT_ONNX_FP16=/opt/hyena/onnx-fp16/model.onnx \
     PLUGIN_LIB=/opt/hyena/plugins/libhyena_fftconv_plugin.so
 # 8000 HTTP (KServe v2), 8001 gRPC, 8002 Prometheus metrics.
 EXPOSE 8000 8001 8002
@@ -159,22 +172,19 @@ ENTRYPOINT ["/usr/local/bin/hyena-triton-entrypoint"]
 
 # --- gateway (CPU, slim) -----------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS gateway-venv
-ARG TORCH_SPEC
-ARG TORCH_INDEX
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:${PATH}
-# DL3013: TORCH_SPEC carries the pin.
-# hadolint ignore=DL3013
-RUN python -m venv /opt/venv \
-    && pip install --index-url "${TORCH_INDEX}" "${TORCH_SPEC}"
+RUN python -m venv /opt/venv
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY hyena_serve/ hyena_serve/
-# Only the `serve` extras (FastAPI, uvicorn, tritonclient[http,grpc], onnxruntime, ...).
+# Only the `gateway` extra (FastAPI, uvicorn, tritonclient[http,grpc], onnxruntime, ...): no
+# torch; the gateway serves the exported artifact (embedded ONNX Runtime) or talks to Triton.
 # DL3013: the local source tree (see the export stage).
 # hadolint ignore=DL3013
-RUN pip install ".[serve]"
+RUN pip install ".[gateway]" \
+    && if python -c 'import torch' 2>/dev/null; then echo "torch must not be in the gateway image" >&2; exit 1; fi
 
 FROM ${PYTHON_IMAGE} AS gateway
 ARG MODEL

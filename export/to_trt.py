@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="engine path (default: <repository>/<model>_trt/1/model.plan, with config.pbtxt)")
     p.add_argument("--repository", default="model_repository", help="Triton model repository (default: %(default)s)")
+    p.add_argument("--write-config", action="store_true",
+                   help="with --out: also (re)write <repository>/<model>_trt/config.pbtxt from the export's manifest")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the export's and the engine's parity checks")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -257,7 +259,7 @@ def run(args, log) -> Path:
     if args.resolution is not None and args.resolution != res:
         raise _Fail(EXIT_EXPORT_FAILED, f"--res {args.resolution} but {onnx_path} is the {res} px export")
     model_name = manifest.model if manifest is not None else args.model
-    if not args.out and (manifest is None or not model_name):
+    if (not args.out or args.write_config) and manifest is None:
         raise _Fail(EXIT_EXPORT_FAILED, f"{onnx_path} has no manifest beside it, so its Triton config cannot be "
                                         "written: pass --out for the plan alone")
 
@@ -284,7 +286,7 @@ def run(args, log) -> Path:
                 from None
 
     trtb.write_atomically(out, plan)
-    if not args.out:
+    if not args.out or args.write_config:
         _write_config(args.repository, manifest)
     log(f"[to_trt] wrote {out} ({len(plan) / 1e6:.1f} MB)")
     return out

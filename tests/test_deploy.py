@@ -438,8 +438,10 @@ def test_gateway_serves_the_probed_paths():
 
 FAKE_PYTHON = """\
 #!/usr/bin/env bash
-# Stand-in for python3: `-c ...` reports the TensorRT version, anything else is to_trt.py.
+# Stand-in for python3: the plugin load check (a `-c` program using ctypes) runs on the real
+# interpreter; any other `-c` reports the TensorRT version; anything else is to_trt.py.
 set -euo pipefail
+if [[ "$1" == -c && "$2" == *ctypes* ]]; then exec "${REAL_PYTHON}" "$@"; fi
 if [[ "$1" == -c ]]; then echo "${FAKE_TRT_VERSION:-11.4.0}"; exit 0; fi
 printf '%s\\n' "$*" >>"${FAKE_LOG}"
 [[ "${FAKE_FAIL:-0}" == 1 ]] && exit 3
@@ -456,8 +458,29 @@ printf '%s' "${LD_PRELOAD:-}" >"${FAKE_TRITON_ARGS}.preload"
 """
 
 
+@pytest.fixture(scope="module")
+def stand_in_plugins(tmp_path_factory) -> dict[str, Path]:
+    """Tiny shared libraries built here: ``good`` loads; ``missing_dep`` links against a
+    library that is deleted afterwards (what a plugin whose libcufft does not resolve looks
+    like to the dynamic loader); ``not_elf`` is not a library at all."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("needs a C compiler (gcc) to build stand-in plugin libraries")
+    d = tmp_path_factory.mktemp("plugins")
+    (d / "dep.c").write_text("int hyena_dep(void) { return 1; }\n")
+    (d / "good.c").write_text("int hyena_plugin(void) { return 0; }\n")
+    (d / "bad.c").write_text("int hyena_dep(void);\nint hyena_plugin(void) { return hyena_dep(); }\n")
+    cc = [gcc, "-shared", "-fPIC"]
+    subprocess.run([*cc, "-o", str(d / "libhyena_missing_dep.so"), str(d / "dep.c")], check=True)
+    subprocess.run([*cc, "-o", str(d / "libgood.so"), str(d / "good.c")], check=True)
+    subprocess.run([*cc, "-o", str(d / "libbad.so"), str(d / "bad.c"), f"-L{d}", "-lhyena_missing_dep"], check=True)
+    (d / "libhyena_missing_dep.so").unlink()
+    (d / "libnotelf.so").write_bytes(b"not really a library")
+    return {"good": d / "libgood.so", "missing_dep": d / "libbad.so", "not_elf": d / "libnotelf.so"}
+
+
 @pytest.fixture()
-def entrypoint_env(tmp_path):
+def entrypoint_env(tmp_path, stand_in_plugins):
     if shutil.which("bash") is None or shutil.which("sha256sum") is None:
         pytest.skip("needs bash and sha256sum")
     bin_dir = tmp_path / "bin"
@@ -468,8 +491,8 @@ def entrypoint_env(tmp_path):
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     repo = tmp_path / "model_repository"
     (repo / "m_trt").mkdir(parents=True)
-    plugin = tmp_path / "libhyena_fftconv_plugin.so"
-    plugin.write_bytes(b"not really a library")
+    (repo / "m_onnx" / "1").mkdir(parents=True)
+    (repo / "m_onnx" / "1" / "model.onnx").write_bytes(b"onnx v1")
     home = tmp_path / "home"
     (home / "export").mkdir(parents=True)
     (home / "export" / "to_trt.py").write_text("# stand-in\n")
@@ -478,8 +501,9 @@ def entrypoint_env(tmp_path):
         "MODEL_REPOSITORY": str(repo),
         "HYENA_MODEL": "m",
         "HYENA_HOME": str(home),
-        "PLUGIN_LIB": str(plugin),
+        "PLUGIN_LIB": str(stand_in_plugins["good"]),
         "PYTHON": str(bin_dir / "python3"),
+        "REAL_PYTHON": sys.executable,
         "TRITONSERVER": str(bin_dir / "tritonserver"),
         "FAKE_LOG": str(tmp_path / "to_trt.log"),
         "FAKE_TRITON_ARGS": str(tmp_path / "triton.args"),
@@ -511,9 +535,11 @@ def test_entrypoint_builds_the_plan_once_then_execs_triton(entrypoint_env):
     assert first.returncode == 0, first.stderr
     assert plan.read_text() == "plan\n"
     (build,) = _builds(tmp_path)
+    onnx = f"{env['MODEL_REPOSITORY']}/m_onnx/1/model.onnx"
     assert build == (
-        f"{env['HYENA_HOME']}/export/to_trt.py --model m --res 224 --batch 1:4:8"
-        f" --plugin-lib {env['PLUGIN_LIB']} --out {plan}.partial"
+        f"{env['HYENA_HOME']}/export/to_trt.py --onnx {onnx} --res 224 --batch 1:4:8"
+        f" --plugin-lib {env['PLUGIN_LIB']} --repository {env['MODEL_REPOSITORY']} --write-config"
+        f" --out {plan}.partial"
     )
     triton_args = (tmp_path / "triton.args").read_text().splitlines()
     assert f"--model-repository={env['MODEL_REPOSITORY']}" in triton_args
@@ -535,6 +561,20 @@ def test_entrypoint_builds_the_plan_once_then_execs_triton(entrypoint_env):
     assert fp16.returncode == 0, fp16.stderr
     assert _builds(tmp_path)[-1].endswith("--fp16"), "changed build options rebuild the plan"
 
+    # TensorRT 11 builds fp16 from the fp16-I/O export: passed along when the image has it.
+    fp16_onnx = Path(env["HYENA_HOME"]) / "onnx-fp16" / "model.onnx"
+    fp16_onnx.parent.mkdir()
+    fp16_onnx.write_bytes(b"onnx fp16")
+    again = _run_entrypoint(env, FAKE_TRT_VERSION="11.5.0", TRT_FP16="1", TRT_REBUILD="1")
+    assert again.returncode == 0, again.stderr
+    assert _builds(tmp_path)[-1].endswith(f"--fp16 --onnx-fp16 {fp16_onnx}")
+
+    # A new export (other weights) changes the ONNX checksum: the plan is rebuilt.
+    n = len(_builds(tmp_path))
+    (Path(env["MODEL_REPOSITORY"]) / "m_onnx" / "1" / "model.onnx").write_bytes(b"onnx v2")
+    assert _run_entrypoint(env, FAKE_TRT_VERSION="11.5.0", TRT_FP16="1").returncode == 0
+    assert len(_builds(tmp_path)) == n + 1
+
 
 def test_entrypoint_ld_preload_mode(entrypoint_env):
     tmp_path, env = entrypoint_env
@@ -551,6 +591,7 @@ def test_entrypoint_ld_preload_mode(entrypoint_env):
     [
         ({"FAKE_FAIL": "1"}, ""),
         ({"PLUGIN_LIB": "/nonexistent/libhyena_fftconv_plugin.so"}, "plugin library not found"),
+        ({"TRT_ONNX": "/nonexistent/model.onnx"}, "ONNX export not found"),
         ({"HYENA_MODEL": "unknown"}, "no model repository entry"),
         ({"PLUGIN_LOAD": "sideways"}, "PLUGIN_LOAD must be"),
     ],
@@ -565,6 +606,27 @@ def test_entrypoint_fails_loudly(entrypoint_env, extra, message):
         assert not (tmp_path / "model_repository" / "m_trt" / "1" / "model.plan").exists()
 
 
+def test_entrypoint_refuses_a_plugin_whose_dependency_does_not_resolve(entrypoint_env, stand_in_plugins):
+    # The file exists, so the old existence check passed and Triton started only to fail
+    # loading the model. Now the unresolved library is named before anything starts.
+    tmp_path, env = entrypoint_env
+    run = _run_entrypoint(env, PLUGIN_LIB=str(stand_in_plugins["missing_dep"]))
+    assert run.returncode != 0
+    assert "cannot be loaded" in run.stderr and "libhyena_missing_dep.so" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not _builds(tmp_path), "no plan build with a plugin that cannot load"
+    assert not (tmp_path / "triton.args").exists(), "tritonserver must not start"
+
+
+def test_entrypoint_refuses_a_plugin_that_does_not_dlopen(entrypoint_env, stand_in_plugins):
+    tmp_path, env = entrypoint_env
+    run = _run_entrypoint(env, PLUGIN_LIB=str(stand_in_plugins["not_elf"]))
+    assert run.returncode != 0
+    assert "does not load" in run.stderr and str(stand_in_plugins["not_elf"]) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "triton.args").exists()
+
+
 def test_compose_and_k8s_mount_the_plan_where_the_entrypoint_writes_it(compose, k8s):
     model = _global_args()["MODEL"]
     target = f"/opt/hyena/model_repository/{model}_trt/1"
@@ -576,9 +638,46 @@ def test_compose_and_k8s_mount_the_plan_where_the_entrypoint_writes_it(compose, 
     assert 'plan_dir="${repo}/${model}_trt/1"' in TRITON_ENTRYPOINT.read_text()
 
 
+def _stage_instructions(stage: str) -> list[tuple[str, str]]:
+    current, out = None, []
+    for keyword, args in _instructions():
+        if keyword == "FROM":
+            current = args.split()[-1]
+            continue
+        if current == stage:
+            out.append((keyword, args))
+    return out
+
+
 def test_images_use_the_onnx_the_export_stage_writes():
     dockerfile = DOCKERFILE.read_text()
     onnx = "model_repository/${MODEL}_onnx/1/model.onnx"
     assert f'--out "{onnx}"' in dockerfile  # export stage
     assert f"HYENA_ONNX_PATH=/app/{onnx}" in dockerfile  # gateway (embedded backend)
-    assert f'"../../{onnx}" "artifacts/onnx/${{MODEL}}_${{RES}}.onnx"' in dockerfile  # triton
+    assert f"TRT_ONNX=/opt/hyena/{onnx}" in dockerfile  # triton: the plan is built from it
+    assert "TRT_ONNX_FP16=/opt/hyena/onnx-fp16/model.onnx" in dockerfile
+    assert "COPY --from=export /src/onnx-fp16/ /opt/hyena/onnx-fp16/" in dockerfile
+
+
+@pytest.mark.parametrize("stage", ["triton", "gateway-venv", "gateway"])
+def test_serving_images_install_no_torch(stage):
+    # The plan is built and checked with TensorRT + ONNX Runtime + Polygraphy, and the gateway
+    # serves the exported artifact: torch belongs to the export stage only.
+    for keyword, args in _stage_instructions(stage):
+        assert "TORCH" not in args and "torch==" not in args, f"{stage}: {keyword} {args}"
+        if keyword == "RUN" and "pip install" in args:
+            assert "[export]" not in args and "[serve]" not in args and "[torch]" not in args, args
+    runs = " ".join(a for k, a in _stage_instructions(stage) if k == "RUN")
+    if stage == "triton":
+        assert '".[tensorrt]"' in runs and "polygraphy" in runs
+    if stage == "gateway-venv":
+        assert '".[gateway]"' in runs
+
+
+def test_extras_the_dockerfile_installs_exist():
+    import tomllib
+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    named = set(re.findall(r'"\.\[([a-z0-9_,-]+)\]"', DOCKERFILE.read_text()))
+    missing = {e for group in named for e in group.split(",")} - extras
+    assert not missing, f"the Dockerfile installs extras pyproject.toml does not define: {sorted(missing)}"

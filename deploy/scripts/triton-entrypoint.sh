@@ -12,11 +12,14 @@
 #   MODEL_REPOSITORY    Triton model repository (/opt/hyena/model_repository)
 #   HYENA_MODEL         model name (hpx_former_s18); plan: <repo>/<model>_trt/1/model.plan
 #   HYENA_RESOLUTION    input resolution (224)
-#   HYENA_CHECKPOINT    checkpoint given to to_trt.py (none)
 #   HYENA_HOME          directory to_trt.py runs in (/opt/hyena)
+#   TRT_ONNX            the float32 export the plan is built from, with its manifest beside it
+#                       (<repo>/<model>_onnx/1/model.onnx, written by the image's export stage)
+#   TRT_ONNX_FP16       the fp16-I/O export, used by TRT_FP16=1 on TensorRT 11 (strongly typed)
+#                       (<HYENA_HOME>/onnx-fp16/model.onnx; passed only if it exists)
 #   PLUGIN_LIB          plugin library (/opt/hyena/plugins/libhyena_fftconv_plugin.so)
 #   PLUGIN_LOAD         backend-config | ld_preload (backend-config)
-#   TRT_FP16            1: let TensorRT use fp16 kernels (0)
+#   TRT_FP16            1: build an fp16 engine (0)
 #   TRT_BATCH           MIN:OPT:MAX batch profile (1:4:8; MAX = max_batch_size in config.pbtxt)
 #   TRT_WORKSPACE       builder workspace for to_trt.py --workspace (to_trt.py's default)
 #   TRT_REBUILD         1: rebuild the plan even if it is current (0)
@@ -38,6 +41,8 @@ model="${HYENA_MODEL:-hpx_former_s18}"
 res="${HYENA_RESOLUTION:-224}"
 home="${HYENA_HOME:-/opt/hyena}"
 plugin="${PLUGIN_LIB:-/opt/hyena/plugins/libhyena_fftconv_plugin.so}"
+onnx="${TRT_ONNX:-${repo}/${model}_onnx/1/model.onnx}"
+onnx_fp16="${TRT_ONNX_FP16:-${home}/onnx-fp16/model.onnx}"
 to_trt="${TO_TRT:-${home}/export/to_trt.py}"
 python="${PYTHON:-python3}"
 tritonserver="${TRITONSERVER:-tritonserver}"
@@ -50,26 +55,54 @@ info_file="${plan}.build-info"
 
 [[ -d "${repo}/${model}_trt" ]] || die "no model repository entry ${repo}/${model}_trt"
 [[ -r "${plugin}" ]] || die "plugin library not found: ${plugin}"
+[[ -r "${onnx}" ]] || die "ONNX export not found: ${onnx} (the image's export stage writes it)"
+
+# The plugin must LOAD, not only exist: Triton's TensorRT backend dlopens it, and a missing
+# dependency (libcufft from another CUDA, libnvinfer from another TensorRT) would only show
+# up as a failed model load after the plan build. ldd names every unresolved library; the
+# dlopen through Python is the definitive check (it runs the plugin's registration too).
+check_plugin_loads() {
+    local unresolved err
+    if command -v ldd >/dev/null; then
+        unresolved="$({ ldd "${plugin}" 2>/dev/null || true; } | awk '/=> not found/ {print $1}' | paste -sd ' ' -)"
+        if [[ -n "${unresolved}" ]]; then
+            die "plugin library ${plugin} cannot be loaded: unresolved dependencies: ${unresolved}" \
+                "(cuFFT/CUDA/TensorRT of another version than this image's? check LD_LIBRARY_PATH)"
+        fi
+    fi
+    # shellcheck disable=SC2016  # the Python program is single-quoted on purpose
+    if ! err="$("${python}" -c 'import ctypes, sys
+try:
+    ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+except OSError as exc:
+    sys.exit(str(exc))' "${plugin}" 2>&1)"; then
+        die "plugin library ${plugin} does not load: ${err}"
+    fi
+}
+check_plugin_loads
 
 # What the plan depends on; a difference means the plan must be rebuilt.
 build_info() {
-    local trt gpu plugin_sum
+    local trt gpu plugin_sum onnx_sum
     trt="$("${python}" -c 'import tensorrt; print(tensorrt.__version__)')" ||
         die "cannot import tensorrt (is a GPU visible to the container?)"
     gpu="$(nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader --id=0 2>/dev/null || echo unknown)"
     plugin_sum="$(sha256sum "${plugin}" | cut -d' ' -f1)"
-    printf 'tensorrt=%s\ngpu=%s\nplugin_sha256=%s\nres=%s\nbatch=%s\nfp16=%s\ncheckpoint=%s\nextra=%s\n' \
-        "${trt}" "${gpu}" "${plugin_sum}" "${res}" "${batch}" "${fp16}" \
-        "${HYENA_CHECKPOINT:-}" "${TO_TRT_EXTRA_ARGS:-}"
+    onnx_sum="$(sha256sum "${onnx}" | cut -d' ' -f1)"
+    printf 'tensorrt=%s\ngpu=%s\nplugin_sha256=%s\nonnx_sha256=%s\nres=%s\nbatch=%s\nfp16=%s\nextra=%s\n' \
+        "${trt}" "${gpu}" "${plugin_sum}" "${onnx_sum}" "${res}" "${batch}" "${fp16}" "${TO_TRT_EXTRA_ARGS:-}"
 }
 
 build_plan() {
     local partial="${plan}.partial"
     local -a args extra
-    args=(--model "${model}" --res "${res}" --batch "${batch}" --plugin-lib "${plugin}" --out "${partial}")
-    if [[ "${fp16}" == 1 ]]; then args+=(--fp16); fi
+    args=(--onnx "${onnx}" --res "${res}" --batch "${batch}" --plugin-lib "${plugin}"
+        --repository "${repo}" --write-config --out "${partial}")
+    if [[ "${fp16}" == 1 ]]; then
+        args+=(--fp16)
+        if [[ -r "${onnx_fp16}" ]]; then args+=(--onnx-fp16 "${onnx_fp16}"); fi
+    fi
     if [[ -n "${TRT_WORKSPACE:-}" ]]; then args+=(--workspace "${TRT_WORKSPACE}"); fi
-    if [[ -n "${HYENA_CHECKPOINT:-}" ]]; then args+=(--checkpoint "${HYENA_CHECKPOINT}"); fi
     read -r -a extra <<<"${TO_TRT_EXTRA_ARGS:-}"
     args+=("${extra[@]}")
     rm -f "${partial}"
