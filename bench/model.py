@@ -15,8 +15,6 @@ Alternatives per (model, batch), timed interleaved call by call:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -59,14 +57,22 @@ def settings_for(quick: bool = False, tiny: bool = False) -> ModelSettings:
     return ModelSettings()
 
 
-def build(name: str, res: int, model_kwargs: dict) -> torch.nn.Module:
-    """The benchmark's model: registry ``name`` with filters sized for ``res``, seeded weights."""
-    from hyena_serve.models import create_model
+def model_spec(name: str, res: int, model_kwargs: dict):
+    """The benchmark's model as the artifact builder names it: seeded random weights."""
+    from hyena_serve.artifact import ModelSpec
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = create_model(name, img_size=res, **model_kwargs)
-    return model.eval()
+    return ModelSpec.of(name, res, "random", SEED, model_kwargs)
+
+
+def build(name: str, res: int, model_kwargs: dict) -> torch.nn.Module:
+    """The served model of :func:`model_spec` with its filters unfrozen again, so the eval
+    cache (and, for the recomputed alternative, the filter networks) is what runs."""
+    from hyena_serve.artifact import build_served_model
+    from hyena_serve.models.frozen import unfreeze_filters
+
+    model, _ = build_served_model(model_spec(name, res, model_kwargs))
+    unfreeze_filters(model)
+    return model
 
 
 def example_input(batch: int, res: int) -> torch.Tensor:
@@ -74,20 +80,19 @@ def example_input(batch: int, res: int) -> torch.Tensor:
 
 
 def onnx_cache_path(cache_dir: Path, name: str, res: int, body: str, model_kwargs: dict) -> Path:
-    tag = f"{name}_{res}_{body}_seed{SEED}"
-    if model_kwargs:
-        tag += "_" + hashlib.sha256(json.dumps(model_kwargs, sort_keys=True).encode()).hexdigest()[:8]
-    return cache_dir / f"{tag}.onnx"
+    """Where the artifact builder keeps the benchmark model's export under ``cache_dir``."""
+    from hyena_serve.artifact import artifact_name, plan_manifest
+
+    manifest = plan_manifest(model_spec(name, res, model_kwargs))
+    return Path(cache_dir) / "onnx" / f"{artifact_name(manifest, body)}.onnx"
 
 
-def export_for_bench(name: str, res: int, body: str, path: str, model_kwargs: dict) -> Callable[[], None]:
-    """Subprocess factory: export the benchmark's model to ``path`` (if missing), then idle.
+def export_for_bench(name: str, res: int, body: str, cache_dir: str, model_kwargs: dict) -> Callable[[], None]:
+    """Subprocess factory: build the benchmark model's artifact (if missing), then idle.
     Runs in its own process so the export's memory never counts against the timed ones."""
-    from hyena_serve.exporting.onnx_export import export_onnx
+    from hyena_serve.artifact import build_artifact
 
-    out = Path(path)
-    if not out.is_file():
-        export_onnx(build(name, res, model_kwargs), res, out, body=body, check=False, progress=False)
+    build_artifact(model_spec(name, res, model_kwargs), cache_dir, body=body, check=False, progress=False)
     return lambda: None
 
 
@@ -162,11 +167,10 @@ def bench_model(name: str, settings: ModelSettings, *, cache_dir: Path, threads:
                 entry["notes"][f"ORT {body}"] = why
                 continue
             path = onnx_cache_path(cache_dir, name, settings.res, body, settings.model_kwargs)
-            path.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             try:
                 if not path.is_file():
-                    Subprocess(export_for_bench, name, settings.res, body, str(path), settings.model_kwargs,
+                    Subprocess(export_for_bench, name, settings.res, body, str(cache_dir), settings.model_kwargs,
                                threads=threads).close()
             except SubprocessError as exc:
                 entry["notes"][f"ORT {body}"] = f"skipped: export failed: {exc}"

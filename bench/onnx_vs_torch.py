@@ -74,12 +74,9 @@ def _build(spec, np, torch):
     fns = {}
     if spec["part"] == "models":
         if spec["backend"] == "torch":
-            from hyena_serve.models import create_model
-            from hyena_serve.models.frozen import freeze_filters
+            from hyena_serve.artifact import ModelSpec, build_served_model
 
-            torch.manual_seed(0)
-            model = create_model(spec["model"], img_size=spec["res"]).eval()
-            freeze_filters(model, spec["res"])
+            model, _ = build_served_model(ModelSpec.of(spec["model"], spec["res"], "random", seed=0))
             for b in spec["batches"]:
                 x = torch.from_numpy(rng.standard_normal((b, 3, spec["res"], spec["res"])).astype(np.float32))
 
@@ -178,20 +175,12 @@ def interleaved(children: dict[str, Child], batch: int, blocks: int, per_block: 
 # -- parts -----------------------------------------------------------------------------------
 
 def bench_models(args) -> list[dict]:
-    from hyena_serve.exporting.onnx_export import export_onnx
+    from hyena_serve.artifact import ModelSpec, build_artifact
 
     rows = []
     for name in args.models:
-        path = Path(args.cache) / f"{name}_{args.res}_{args.body}.onnx"
-        if not path.exists() or args.reexport:
-            print(f"exporting {name} @ {args.res} (body={args.body}) ...", flush=True)
-            import torch
-
-            from hyena_serve.models import create_model
-
-            torch.manual_seed(0)
-            model = create_model(name, img_size=args.res)
-            export_onnx(model, args.res, path, body=args.body, check=not args.no_check, progress=True)
+        path = build_artifact(ModelSpec.of(name, args.res, "random", seed=0), args.cache, body=args.body,
+                              check=not args.no_check, force=args.reexport).onnx_path
         base = dict(part="models", model=name, res=args.res, batches=args.batches, threads=args.threads)
         t0 = time.perf_counter()
         ort_child = Child({**base, "backend": "ort", "onnx": str(path)})
@@ -262,7 +251,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--all-strategies", action="store_true", help="ops: time every applicable body strategy")
     p.add_argument("--with-dft", action="store_true", help="ops: also time the plain DFT body")
-    p.add_argument("--cache", default=str(REPO / "bench" / "out" / "onnx"), help="where exported models are kept")
+    p.add_argument("--cache", default=str(REPO / "bench" / "out" / "artifacts"),
+                   help="artifact cache (exports land in its onnx/ folder)")
     p.add_argument("--reexport", action="store_true")
     p.add_argument("--no-check", action="store_true", help="skip the parity check when exporting")
     args = p.parse_args(argv)

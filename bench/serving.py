@@ -118,6 +118,7 @@ def gateway_process(settings: ServingSettings, backend: str, *, onnx_path: Path 
         "HYENA_MODEL": settings.model,
         "HYENA_RESOLUTION": str(settings.res),
         "HYENA_MODEL_KWARGS": json.dumps(settings.model_kwargs),
+        "HYENA_WEIGHTS": "random",
         "HYENA_THREADS": str(threads or 0),
         "HYENA_ARTIFACTS_DIR": str(log_dir / "gateway-artifacts"),
         "HYENA_MAX_QUEUE": "1024",
@@ -342,11 +343,12 @@ def bare_backend(onnx_path: Path, tensor: np.ndarray, settings: ServingSettings,
 
 
 def preprocessed(image: bytes, settings: ServingSettings) -> np.ndarray:
+    from bench.model import model_spec
+    from hyena_serve.artifact import plan_manifest
     from hyena_serve.preprocess import preprocess_bytes
-    from hyena_serve.runtime.base import ModelSpec
 
-    spec = ModelSpec(settings.model, settings.res)
-    return preprocess_bytes(image, spec.preprocess())[None].astype(np.float32)
+    manifest = plan_manifest(model_spec(settings.model, settings.res, settings.model_kwargs))
+    return preprocess_bytes(image, manifest.preprocess)[None].astype(np.float32)
 
 
 def _export(settings: ServingSettings, cache_dir: Path, threads: int | None) -> Path:
@@ -356,9 +358,8 @@ def _export(settings: ServingSettings, cache_dir: Path, threads: int | None) -> 
     if why is not None:
         raise RuntimeError(why)
     path = onnx_cache_path(cache_dir, settings.model, settings.res, settings.body, settings.model_kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
-        Subprocess(export_for_bench, settings.model, settings.res, settings.body, str(path), settings.model_kwargs,
+        Subprocess(export_for_bench, settings.model, settings.res, settings.body, str(cache_dir), settings.model_kwargs,
                    threads=threads).close()
     return path
 
@@ -451,13 +452,12 @@ def run(settings: ServingSettings, *, cache_dir: Path, log_dir: Path, threads: i
 
 @contextmanager
 def _local_triton(settings: ServingSettings, onnx_path: Path, log_dir: Path):
+    from hyena_serve.artifact import open_artifact
     from hyena_serve.model_repo import entry_name, fill_repository
-    from hyena_serve.runtime.base import ModelSpec
     from hyena_serve.triton_local import LocalTriton
 
-    num_classes = ModelSpec(settings.model, settings.res, kwargs=tuple(settings.model_kwargs.items())).num_classes()
     with tempfile.TemporaryDirectory(prefix="bench-repo-") as repo:
-        fill_repository(repo, onnx_path, settings.model, settings.res, num_classes, link=True)
+        fill_repository(repo, open_artifact(onnx_path), link=True)
         model = entry_name(settings.model, "cpu")
         triton = LocalTriton(repo, models=[model], log_path=log_dir / "tritonserver.log")
         triton.start(settings.start_timeout)

@@ -59,10 +59,16 @@ def add_backend_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
 
 def settings_from_args(args: argparse.Namespace):
     """The ``HYENA_*`` environment settings with the flags that were given on top."""
+    from pydantic import ValidationError
+
     from hyena_serve.gateway.settings import GatewaySettings
 
     overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
-    return GatewaySettings(**overrides)
+    try:
+        return GatewaySettings(**overrides)
+    except ValidationError as exc:  # one line per problem, named by its flag/variable
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"invalid settings: {problems}") from None
 
 
 def one_line(exc: BaseException) -> str:

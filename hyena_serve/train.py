@@ -5,7 +5,8 @@ scikit-learn's digits at 32×32 to 98-100% validation accuracy in about three mi
 busy CPU core. Run under ``torchrun`` for data
 parallelism (gloo on CPU, nccl on CUDA); only rank 0 logs and writes files. Each epoch
 writes ``OUT/last.pt`` (resume with ``--resume OUT/last.pt``) and ``OUT/model.safetensors``
-(+ ``model_best.safetensors``); the last stdout line is a JSON summary of the run.
+(+ ``model_best.safetensors`` and its ``manifest.json``: serve the best epoch with
+``hyena-serve serve --weights OUT``); the last stdout line is a JSON summary of the run.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from hyena_serve.files import sha256_file
+from hyena_serve.manifest import RUN_MANIFEST, Manifest, WeightsInfo, write_manifest
+from hyena_serve.preprocess import Preprocessing
 from hyena_serve.training import checkpoint as ckpt
-from hyena_serve.training.data import DIGITS_MEAN, DIGITS_STD, NUM_CLASSES, load_digits_splits
+from hyena_serve.training.data import DIGITS_LABELS, DIGITS_MEAN, DIGITS_STD, NUM_CLASSES, load_digits_splits
 from hyena_serve.training.distributed import (
     DistContext,
     barrier,
@@ -60,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=["digits"], default="digits",
-                   help="scikit-learn's 8×8 digits, upsampled bilinearly to --img-size")
-    g.add_argument("--img-size", type=int, default=32, help="input side in pixels")
+                   help="scikit-learn's 8×8 digits, upsampled bilinearly to --res")
+    g.add_argument("--res", "--img-size", dest="img_size", type=int, default=32, help="input side in pixels")
     g.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation share")
     g.add_argument("--subset", type=int, default=None, metavar="N",
                    help="use at most N train and N val samples (quick runs, tests)")
@@ -148,13 +152,25 @@ def _create_model(args: argparse.Namespace) -> nn.Module:
 
 
 def _model_config(model: nn.Module, args: argparse.Namespace) -> dict:
-    """What serving needs to rebuild the model and feed it the training preprocessing."""
+    """What rebuilds the architecture: the create_model arguments of this run."""
     dims = getattr(model, "dims", None)
     stages = getattr(model, "stages", None)
     return {"model": args.model, "dims": list(dims) if dims is not None else None,
             "depths": [len(s) for s in stages] if stages is not None else None,
-            "num_classes": NUM_CLASSES, "img_size": args.img_size, "mean": DIGITS_MEAN,
-            "std": DIGITS_STD, "interpolation": "bilinear", "dataset": args.dataset}
+            "num_classes": NUM_CLASSES, "img_size": args.img_size, "dataset": args.dataset}
+
+
+def run_manifest(meta: dict, weights: Path, val_acc: float) -> Manifest:
+    """The run's served-model manifest: the digits' own preprocessing (grey levels replicated
+    to three channels, bilinear upsampling to the training size, the fixed mean/std) and
+    labels "0"…"9", so ``--weights OUT`` serves the model as it was trained."""
+    size = int(meta["img_size"])
+    preprocess = Preprocessing(input_size=(3, size, size), crop_pct=1.0, interpolation="bilinear",
+                               mean=DIGITS_MEAN, std=DIGITS_STD, channels="grayscale")
+    kwargs = {k: meta[k] for k in ("dims", "depths", "num_classes", "img_size") if meta.get(k) is not None}
+    return Manifest(model=meta["model"], resolution=size, num_classes=NUM_CLASSES, preprocess=preprocess,
+                    weights=WeightsInfo(f"file:{weights.name}", sha256=sha256_file(weights)), pretrained=True,
+                    labels=DIGITS_LABELS, variant=f"{meta['dataset']}-val{val_acc:.4f}", model_kwargs=kwargs)
 
 
 def _seed_everything(seed: int) -> None:
@@ -254,6 +270,7 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
             ckpt.save_weights(model, out / ckpt.WEIGHTS_LAST, weights_meta)
             if improved:
                 ckpt.save_weights(model, out / ckpt.WEIGHTS_BEST, weights_meta)
+                write_manifest(out / RUN_MANIFEST, run_manifest(meta, out / ckpt.WEIGHTS_BEST, val.acc))
             ckpt.save_training_state(out / ckpt.LAST, model=model, optimizer=optimizer,
                                      scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
                                      best_val_acc=best_acc, best_epoch=best_epoch, rng_states=rngs,
@@ -275,6 +292,7 @@ def _train(args: argparse.Namespace, state: dict | None, device: torch.device, c
         "train_time_s": round(time.perf_counter() - t_train, 2), "world_size": ctx.world_size,
         "device": str(device), "threads": torch.get_num_threads(), "out": str(out),
         "checkpoint": str(out / ckpt.LAST), "weights": str(out / ckpt.WEIGHTS_BEST),
+        "manifest": str(out / RUN_MANIFEST),
     }
 
 

@@ -48,11 +48,11 @@ def test_help(argv, capsys):
     assert out.startswith("usage:")
     expected = {
         (): ["serve", "classify", "repo", "triton", "train", "export"],
-        ("serve",): ["--port", "--backend", "--checkpoint", "HYENA_"],
+        ("serve",): ["--port", "--backend", "--weights", "--res", "--seed", "--artifacts-dir", "HYENA_"],
         ("classify",): ["--url", "--in-process", "--top-k"],
-        ("repo",): ["--res", "--model", "--repository"],
+        ("repo",): ["--res", "--model", "--weights", "--seed", "--artifacts-dir", "--repository", "HYENA_"],
         ("triton",): ["--model-repository"],
-        ("export",): ["--res", "--out"],
+        ("export",): ["--res", "--model", "--weights", "--seed", "--artifacts-dir", "--out"],
         ("train",): [],
     }[tuple(argv)]
     for word in expected:
@@ -140,27 +140,42 @@ def _tiny_onnx(path: Path, res: int, num_classes: int) -> Path:
     return path
 
 
-def test_repo_fills_repository(tmp_path, capsys):
-    onnx_path = _tiny_onnx(tmp_path / "tiny.onnx", 64, 1000)
+def test_repo_builds_the_artifact_from_hyena_settings(tmp_path, capsys, monkeypatch):
+    """`repo` names the model like `serve` does: flags first, then HYENA_* variables."""
+    monkeypatch.setenv("HYENA_MODEL", "hpx_former_s4")
+    monkeypatch.setenv("HYENA_WEIGHTS", "random")
+    monkeypatch.setenv("HYENA_MODEL_KWARGS", '{"dims": [8, 16, 24, 32], "num_classes": 10}')
     repo = tmp_path / "repo"
-    assert main(["repo", "--res", "64", "--model", "hpx_former_s4", "--repository", str(repo), "--onnx", str(onnx_path)]) == 0
+    argv = ["repo", "--res", "32", "--artifacts-dir", str(tmp_path / "artifacts"), "--repository", str(repo)]
+    assert main(argv) == 0
     assert "hpx_former_s4_cpu" in capsys.readouterr().out
     cpu = repo / "hpx_former_s4_cpu"
-    assert (cpu / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
-    assert (cpu / "1" / "model.py").is_file()
+    exported = sorted((tmp_path / "artifacts" / "onnx").glob("*.onnx"))
+    assert len(exported) == 1 and "_32_seed0_" in exported[0].name
+    assert (cpu / "1" / "model.onnx").read_bytes() == exported[0].read_bytes()
+    assert (cpu / "1" / "model.manifest.json").is_file() and (cpu / "1" / "model.py").is_file()
     config = (cpu / "config.pbtxt").read_text()
-    assert "dims: [ 3, 64, 64 ]" in config and "dims: [ 1000 ]" in config
+    assert "dims: [ 3, 32, 32 ]" in config and "dims: [ 10 ]" in config and "hyena_manifest" in config
     assert (repo / "hpx_former_s4_onnx" / "1" / "model.onnx").is_file()
     assert (repo / "hpx_former_s4_trt" / "config.pbtxt").is_file()
 
 
-def test_repo_rejects_mismatched_onnx(tmp_path, capsys):
+def test_repo_rejects_an_onnx_file_without_or_against_its_manifest(tmp_path, capsys):
+    from hyena_serve.manifest import Manifest, OnnxInfo, WeightsInfo, manifest_path_for, write_manifest
+    from hyena_serve.preprocess import Preprocessing
+
     onnx_path = _tiny_onnx(tmp_path / "tiny.onnx", 32, 1000)
-    argv = ["repo", "--res", "64", "--model", "hpx_former_s4", "--repository", str(tmp_path / "r")]
-    assert main([*argv, "--onnx", str(onnx_path)]) == 2
+    argv = ["repo", "--repository", str(tmp_path / "r"), "--onnx", str(onnx_path)]
+    assert main(argv) == 2
+    assert "manifest not found" in capsys.readouterr().err
+    write_manifest(manifest_path_for(onnx_path), Manifest(
+        model="hpx_former_s4", resolution=64, num_classes=1000, preprocess=Preprocessing(input_size=(3, 64, 64)),
+        weights=WeightsInfo("random", seed=0), pretrained=False, onnx=OnnxInfo("tiny.onnx", "0" * 64, 20)))
+    assert main(argv) == 2
     assert "expected [batch, 3, 64, 64]" in capsys.readouterr().err
-    assert main([*argv, "--onnx", str(tmp_path / "missing.onnx")]) == 2
+    assert main([*argv[:-1], str(tmp_path / "missing.onnx")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_serve_flags_override_environment(monkeypatch):
@@ -173,4 +188,4 @@ def test_serve_flags_override_environment(monkeypatch):
     settings = settings_from_args(args)
     assert (settings.port, settings.backend, settings.model) == (8123, "torch", "hpx_former_s4")
     assert settings.triton_protocol == "grpc"  # from the environment, no flag given
-    assert settings.host == "127.0.0.1" and settings.resolution == 224 and settings.checkpoint is None
+    assert settings.host == "127.0.0.1" and settings.resolution is None and settings.weights == "auto"

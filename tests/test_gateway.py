@@ -27,7 +27,8 @@ from hyena_serve.runtime.base import Backend, BackendUnavailable
 
 skdata = pytest.importorskip("skimage.data")
 
-TINY = dict(model="hpx_former_s4", resolution=32, model_kwargs={"dims": [8, 16, 32, 32], "num_classes": 10})
+TINY = dict(model="hpx_former_s4", resolution=32, weights="random",
+            model_kwargs={"dims": [8, 16, 32, 32], "num_classes": 10})
 MAX_BODY = 1_000_000
 MAX_PIXELS = 1_000_000
 
@@ -248,7 +249,10 @@ class ControlledBackend(Backend):
     or held in start()."""
 
     def __init__(self, settings: GatewaySettings):
-        self.info = settings.model_spec().info("controlled", "test")
+        from hyena_serve.artifact import plan_manifest
+        from hyena_serve.runtime.base import ModelInfo
+
+        self.info = ModelInfo(plan_manifest(settings.model_spec()), "controlled", "test")
         self.weights = np.random.default_rng(0).standard_normal((3, self.info.num_classes)).astype(np.float32)
         self.down = False
         self.delay = 0.0

@@ -57,7 +57,8 @@ def test_tiny_digits_model():
     assert y.shape == (4, 10)
     cfg = model.pretrained_cfg
     assert model.config is cfg
-    assert cfg.input_size == (3, 32, 32) and cfg.num_classes == 10 and cfg.filter_size == (32, 32)
+    assert cfg.preprocess.input_size == (3, 32, 32) and cfg.num_classes == 10 and cfg.filter_size == (32, 32)
+    assert cfg.hf_hub_id == ""  # another head: the released weights do not apply
     kernels = [m.kernel_size for _, _, m in model.hyena_mixers()]
     assert kernels == [(15, 15), (7, 7), (3, 3), (1, 1)]
 
@@ -65,13 +66,15 @@ def test_tiny_digits_model():
 def test_model_config():
     cfg = get_model_config("hpx_former_s18")
     assert isinstance(cfg, ModelConfig)
-    assert (cfg.input_size, cfg.crop_pct, cfg.interpolation, cfg.num_classes) == ((3, 224, 224), 1.0, "bicubic", 1000)
-    assert cfg.mean == (0.485, 0.456, 0.406) and cfg.std == (0.229, 0.224, 0.225)
+    p = cfg.preprocess
+    assert (p.input_size, p.crop_pct, p.interpolation, cfg.num_classes) == ((3, 224, 224), 1.0, "bicubic", 1000)
+    assert p.mean == (0.485, 0.456, 0.406) and p.std == (0.229, 0.224, 0.225) and p.channels == "rgb"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.num_classes = 3
     cfg384 = get_model_config("hpx_former_s18_384")
-    assert cfg384.input_size == (3, 384, 384) and cfg384.filter_size == (224, 224)
-    assert all(get_model_config(n).url.startswith("https://huggingface.co/Spravil/") for n in RELEASED)
+    assert cfg384.preprocess.input_size == (3, 384, 384) and cfg384.filter_size == (224, 224)
+    assert all(get_model_config(n).hf_hub_id.startswith("Spravil/") for n in RELEASED)
+    assert get_model_config("hpx_former_s18").hf_hub_id == "Spravil/hpx_former_s18.westai_in1k"
 
 
 def test_stage_feature_sizes():

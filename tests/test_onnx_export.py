@@ -38,7 +38,7 @@ def small_model(name: str) -> torch.nn.Module:
 
 def _export(name, tmp_path, **kw):
     model = small_model(name)
-    path = export_onnx(model, RES, tmp_path / f"{name}.onnx", progress=False, **kw)
+    path = export_onnx(model, RES, tmp_path / f"{name}.onnx", progress=False, **kw).path
     return model, path
 
 
@@ -101,7 +101,7 @@ def test_batches_match_torch(exported, name, batch):
 
 def test_parity_report_on_real_images(exported):
     model, path = exported["hpx_former_s18"]
-    report = check_parity(model, path, model.pretrained_cfg, res=RES)
+    report = check_parity(model, path, model.pretrained_cfg.preprocess, res=RES)
     assert report.batches[0]["name"] == "skimage" and report.batches[0]["n"] == 4
     assert report.max_rel_diff <= 1e-4 and report.top1_agreement == 1.0
 
@@ -113,7 +113,7 @@ def test_parity_error_is_raised_for_a_wrong_model(exported, tmp_path):
         for p in other.head.parameters():
             p.add_(0.5)
     with pytest.raises(ParityError, match="disagrees with torch"):
-        check_parity(other, path, other.pretrained_cfg, res=RES)
+        check_parity(other, path, other.pretrained_cfg.preprocess, res=RES)
 
 
 def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
@@ -130,14 +130,18 @@ def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(ExportError, match="unknown model"):
-        export_onnx("no_such_model", RES, tmp_path / "a.onnx", progress=False)
-    with pytest.raises(ExportError, match="checkpoint not found"):
-        export_onnx("hpx_former_s4", RES, tmp_path / "a.onnx", checkpoint=tmp_path / "none.pt", progress=False)
-    with pytest.raises(ExportError, match="unsupported resolution"):
-        export_onnx("hpx_former_s4", 8, tmp_path / "a.onnx", progress=False)
+    from hyena_serve.artifact import ArtifactError, ModelSpec, build_artifact
+
+    with pytest.raises(ArtifactError, match="unknown model"):
+        build_artifact(ModelSpec.of("no_such_model", RES), tmp_path, progress=False)
+    with pytest.raises(ArtifactError, match="weights not found"):
+        build_artifact(ModelSpec.of("hpx_former_s4", RES, tmp_path / "none.pt"), tmp_path, progress=False)
+    with pytest.raises(ArtifactError, match="unsupported resolution"):
+        build_artifact(ModelSpec.of("hpx_former_s4", 8), tmp_path, progress=False)
+    with pytest.raises(ArtifactError, match="unknown FFTConv body"):
+        build_artifact(ModelSpec.of("hpx_former_s4", RES), tmp_path, body="fft", progress=False)
     with pytest.raises(ExportError, match="unknown body"):
-        export_onnx("hpx_former_s4", RES, tmp_path / "a.onnx", body="fft", progress=False)
+        export_onnx(small_model("hpx_former_s4"), RES, tmp_path / "a.onnx", body="fft", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -166,14 +170,16 @@ def _cli(*args):
 def test_cli_help():
     r = _cli("--help")
     assert r.returncode == 0
-    for flag in ("--model", "--checkpoint", "--res", "--out", "--opset", "--fp16", "--body", "--check", "--no-check"):
+    for flag in ("--model", "--weights", "--seed", "--res", "--out", "--artifacts-dir", "--fp16", "--body", "--check",
+                 "--no-check", "--force"):
         assert flag in r.stdout
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--model", "nope", "--quiet"], "unknown model"),
-    (["--checkpoint", "/nonexistent/w.pt", "--quiet"], "checkpoint not found"),
-    (["--res", "7", "--quiet"], "unsupported resolution"),
+    (["--weights", "/nonexistent/w.pt", "--quiet"], "weights not found"),
+    (["--weights", "hf-hub:just-a-name", "--quiet"], "expected hf-hub:ORG/REPO"),
+    (["--res", "7", "--quiet"], "resolution: Input should be greater than or equal to 16"),
 ])
 def test_cli_errors_are_one_line(args, needle, tmp_path):
     r = _cli(*args, "--out", str(tmp_path / "x.onnx"))

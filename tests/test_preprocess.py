@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from PIL import Image
 
 from hyena_serve.preprocess import (
     ImageError,
+    Preprocessing,
     decode_image,
     preprocess_bytes,
     preprocess_images,
@@ -19,13 +19,8 @@ from hyena_serve.preprocess import (
 )
 
 
-@dataclass(frozen=True)
-class Cfg:
-    input_size: tuple = (3, 32, 32)
-    crop_pct: float = 1.0
-    interpolation: str = "bicubic"
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+def Cfg(**kw) -> Preprocessing:  # noqa: N802  (reads like the config it builds)
+    return Preprocessing(**{"input_size": (3, 32, 32), **kw})
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -86,7 +81,7 @@ def test_resize_shorter_side_then_centre_crop():
 def test_normalisation_uses_mean_and_std():
     image = Image.new("RGB", (32, 32), (255, 0, 128))
     out = preprocess_images([image], Cfg())[0]
-    np.testing.assert_allclose(out[:, 0, 0], (np.array([1.0, 0.0, 128 / 255]) - Cfg.mean) / Cfg.std, rtol=1e-6)
+    np.testing.assert_allclose(out[:, 0, 0], (np.array([1.0, 0.0, 128 / 255]) - Cfg().mean) / Cfg().std, rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -116,3 +111,30 @@ def test_unsupported_format_is_415():
     with pytest.raises(ImageError, match="unsupported image format") as info:
         decode_image(data)
     assert info.value.status == 415
+
+
+def test_grayscale_channels_feed_the_luma_to_every_channel():
+    cfg = Cfg(input_size=(3, 8, 8), interpolation="bilinear", mean=(0.3, 0.3, 0.3), std=(0.4, 0.4, 0.4),
+              channels="grayscale")
+    colour = Image.fromarray(np.full((8, 8, 3), (200, 40, 90), np.uint8))
+    out = preprocess_images([colour], cfg)[0]
+    luma = np.asarray(colour.convert("L"), np.float32)[0, 0] / 255.0
+    np.testing.assert_allclose(out[:, 3, 3], (luma - 0.3) / 0.4, rtol=1e-6)
+    assert out.shape == (3, 8, 8)
+
+
+def test_preprocessing_round_trips_through_a_dict_and_rejects_nonsense():
+    cfg = Cfg(crop_pct=0.875, channels="grayscale")
+    d = cfg.to_dict()
+    assert d["resize"] == [36, 36]  # floor(32 / 0.875): the shorter-side resize, for non-Python clients
+    assert Preprocessing.from_dict(d) == cfg
+    with pytest.raises(ValueError, match="interpolation"):
+        Cfg(interpolation="cubic-ish")
+    with pytest.raises(ValueError, match="channels"):
+        Cfg(channels="cmyk")
+    with pytest.raises(ValueError, match="crop_pct"):
+        Cfg(crop_pct=0)
+    with pytest.raises(ValueError, match="mean/std"):
+        Cfg(mean=(0.5,))
+    with pytest.raises(ValueError, match="invalid preprocessing"):
+        Preprocessing.from_dict({"crop_pct": 1.0})

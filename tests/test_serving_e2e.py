@@ -1,8 +1,8 @@
 """End to end: real photos through the gateway on every backend, with the same weights.
 
 One tiny model (hpx_former_s4 at 64 px, small dims, the 1000-class ImageNet head with
-random weights from seed 0) is exported once with ``hyena_serve.exporting`` into a temp
-artifacts dir. Then:
+random weights from seed 0) is built once by the artifact builder (ONNX + manifest) into a
+temp artifacts dir. Then:
 
 - torch (reference), embedded ONNX Runtime, and a real local Triton (Python-backend entry
   ``<model>_cpu`` filled by ``fill_repository``, over HTTP and gRPC) give the same top-5
@@ -37,7 +37,7 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
 MODEL, RES = "hpx_former_s4", 64
-TINY = dict(model=MODEL, resolution=RES, model_kwargs={"dims": [16, 16, 32, 32]})
+TINY = dict(model=MODEL, resolution=RES, weights="random", model_kwargs={"dims": [16, 16, 32, 32]})
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
 needs_triton = pytest.mark.skipif(
@@ -123,38 +123,42 @@ def photos() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    """The exported ONNX model (the gateway's own first-start export path)."""
-    from hyena_serve.runtime.embedded import ensure_onnx
+    """The served-model artifact (the gateway's own first-start build)."""
+    from hyena_serve.artifact import build_artifact
 
     directory = tmp_path_factory.mktemp("artifacts")
-    onnx_path = ensure_onnx(GatewaySettings(**TINY).model_spec(), directory)
-    return directory, onnx_path
+    return directory, build_artifact(GatewaySettings(**TINY).model_spec(), directory, progress=False)
 
 
-def test_export_cache_is_atomic_and_reused(tmp_path):
-    from hyena_serve.runtime.embedded import ensure_onnx
+def test_export_cache_is_atomic_and_reused(tmp_path, monkeypatch):
+    from hyena_serve.artifact import build_artifact, find_artifact
+    from hyena_serve.exporting import onnx_export
 
     spec = GatewaySettings(**TINY).model_spec()
     calls = []
+    real_export = onnx_export.export_onnx
 
-    def failing(spec, out):
+    def failing(model, res, out, **kw):
         out.write_bytes(b"half an export")
         raise RuntimeError("export interrupted")
 
-    def working(spec, out):
+    def counting(model, res, out, **kw):
         calls.append(out)
-        out.write_bytes(b"onnx")
-        (out.parent / (out.name + ".data")).write_bytes(b"weights")
-        return out
+        return real_export(model, res, out, **{**kw, "check": False})
 
+    monkeypatch.setattr(onnx_export, "export_onnx", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
-        ensure_onnx(spec, tmp_path, failing)
+        build_artifact(spec, tmp_path, progress=False)
     assert not any(p.is_file() for p in tmp_path.rglob("*")), "a failed export left files behind"
-    path = ensure_onnx(spec, tmp_path, working)
-    assert path.read_bytes() == b"onnx" and (path.parent / (path.name + ".data")).is_file()
-    assert ensure_onnx(spec, tmp_path, working) == path and len(calls) == 1
+    assert find_artifact(spec, tmp_path) is None
+    monkeypatch.setattr(onnx_export, "export_onnx", counting)
+    artifact = build_artifact(spec, tmp_path, progress=False)
+    assert artifact.onnx_path.is_file() and artifact.manifest_path.is_file()
+    assert build_artifact(spec, tmp_path, progress=False).onnx_path == artifact.onnx_path and len(calls) == 1
+    assert find_artifact(spec, tmp_path).manifest == artifact.manifest
     other = GatewaySettings(**{**TINY, "seed": 1}).model_spec()
-    assert ensure_onnx(other, tmp_path, working) != path  # other weights, other file
+    assert build_artifact(other, tmp_path, progress=False).onnx_path != artifact.onnx_path  # other weights
+    assert len(calls) == 2
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +173,7 @@ def embedded_settings(artifacts, **overrides) -> GatewaySettings:
 
 
 def test_embedded_matches_torch(artifacts, photos, reference):
-    mtime = artifacts[1].stat().st_mtime_ns
+    mtime = artifacts[1].onnx_path.stat().st_mtime_ns
     with TestClient(create_app(embedded_settings(artifacts))) as client:
         wait_ready(client)
         meta = client.get(f"/v2/models/{MODEL}").json()
@@ -177,7 +181,7 @@ def test_embedded_matches_torch(artifacts, photos, reference):
         assert meta["outputs"][0]["shape"] == [-1, 1000]
         # random weights, same seed: ORT and torch agree to ~1e-6, far below the gaps here
         assert top5(client, photos) == reference
-    assert artifacts[1].stat().st_mtime_ns == mtime, "the cached export was redone"
+    assert artifacts[1].onnx_path.stat().st_mtime_ns == mtime, "the cached export was redone"
 
 
 def test_200_concurrent_requests_real_uvicorn(artifacts, photos):
@@ -225,7 +229,7 @@ def triton(artifacts, tmp_path_factory):
     from hyena_serve.triton_local import LocalTriton
 
     repo = tmp_path_factory.mktemp("model_repository")
-    fill_repository(repo, artifacts[1], MODEL, RES, 1000)
+    fill_repository(repo, artifacts[1])
     server = LocalTriton(repo, models=[entry_name(MODEL, "cpu")])
     server.start(timeout=120)
     yield server

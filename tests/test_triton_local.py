@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hyena_serve.contract import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
+from hyena_serve.contract import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, TRITON_MANIFEST_PARAMETER
+from hyena_serve.manifest import Manifest
 from hyena_serve.model_repo import (
     DEFAULT_MODEL,
     FLAVOURS,
@@ -75,6 +76,25 @@ def make_tiny_onnx(path: Path, res: int = RES, num_classes: int = NUM_CLASSES) -
     return path
 
 
+def tiny_manifest(onnx_path: Path, res: int = RES, num_classes: int = NUM_CLASSES) -> Manifest:
+    from hyena_serve.files import sha256_file
+    from hyena_serve.manifest import OnnxInfo, WeightsInfo
+    from hyena_serve.preprocess import Preprocessing
+
+    return Manifest(model=DEFAULT_MODEL, resolution=res, num_classes=num_classes,
+                    preprocess=Preprocessing(input_size=(3, res, res)), weights=WeightsInfo("random", seed=0),
+                    pretrained=False, onnx=OnnxInfo(onnx_path.name, sha256_file(onnx_path), ONNX_OPSET))
+
+
+def tiny_artifact(onnx_path: Path):
+    """The tiny ONNX file as a served-model artifact: its manifest written beside it."""
+    from hyena_serve.artifact import Artifact
+    from hyena_serve.manifest import manifest_path_for, write_manifest
+
+    manifest = tiny_manifest(onnx_path)
+    return Artifact(onnx_path, write_manifest(manifest_path_for(onnx_path), manifest), manifest)
+
+
 def parse_config(path: Path):
     """config.pbtxt parsed with Triton's own ModelConfig schema (unknown fields fail)."""
     from google.protobuf import text_format
@@ -99,7 +119,7 @@ def onnx_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, onnx_file) -> Path:
     repo_dir = tmp_path_factory.mktemp("model_repository")
-    fill_repository(repo_dir, onnx_file, res=RES, num_classes=NUM_CLASSES)
+    fill_repository(repo_dir, tiny_artifact(onnx_file))
     return repo_dir
 
 
@@ -131,9 +151,8 @@ def images(batch: int, seed: int = 0) -> np.ndarray:
 def test_committed_configs_match_template():
     for flavour in FLAVOURS:
         path = COMMITTED_REPO / entry_name(DEFAULT_MODEL, flavour) / "config.pbtxt"
-        assert path.read_text() == config_pbtxt(DEFAULT_MODEL, flavour), (
-            f"{path} differs from model_repo.config_pbtxt(); regenerate it with "
-            "python -m hyena_serve.model_repo --repo model_repository"
+        assert path.read_text() == config_pbtxt(flavour), (
+            f"{path} differs from model_repo.config_pbtxt({flavour!r}); regenerate it from that function"
         )
 
 
@@ -154,12 +173,19 @@ def test_every_config_uses_contract_names(which, repo):
         assert cfg.HasField("dynamic_batching")
         assert list(cfg.dynamic_batching.preferred_batch_size)
         assert cfg.dynamic_batching.max_queue_delay_microseconds > 0
+        carried = cfg.parameters.get(TRITON_MANIFEST_PARAMETER)
+        if which == "committed":  # a template: a gateway refuses it until `hyena-serve repo` fills it
+            assert carried is None
+        else:  # the manifest survives pbtxt escaping and Triton's own parser
+            manifest = Manifest.from_json(carried.string_value)
+            assert (manifest.resolution, manifest.num_classes) == (RES, NUM_CLASSES)
 
 
 def test_fill_repository_layout(repo, onnx_file):
     for flavour in ("onnx", "cpu"):
         placed = repo / entry_name(DEFAULT_MODEL, flavour) / "1" / "model.onnx"
         assert placed.read_bytes() == onnx_file.read_bytes()
+        assert (placed.parent / "model.manifest.json").is_file()
     model_py = repo / MODEL / "1" / "model.py"
     assert model_py.read_text() == PYTHON_MODEL_SOURCE.read_text()
     assert python_backend_models(repo) == [MODEL]
@@ -167,10 +193,13 @@ def test_fill_repository_layout(repo, onnx_file):
 
 
 def test_fill_repository_rejects_mismatched_model(tmp_path, onnx_file):
+    from dataclasses import replace
+
+    artifact = tiny_artifact(onnx_file)
     with pytest.raises(ValueError, match=r"expected \[batch, 3, 16, 16\]"):
-        fill_repository(tmp_path, onnx_file, res=16, num_classes=NUM_CLASSES)
+        fill_repository(tmp_path, replace(artifact, manifest=tiny_manifest(onnx_file, res=16)))
     with pytest.raises(ValueError, match=r"expected \[batch, 7\]"):
-        fill_repository(tmp_path, onnx_file, res=RES, num_classes=7)
+        fill_repository(tmp_path, replace(artifact, manifest=tiny_manifest(onnx_file, num_classes=7)))
 
 
 # --- the Python backend model, with a stand-in for triton_python_backend_utils -------------
@@ -421,7 +450,7 @@ def test_context_manager_stop_leaves_nothing(repo, reference):
 def test_failed_start_raises_with_log_tail_and_cleans_up(tmp_path, onnx_file):
     from hyena_serve.triton_local import LocalTriton, TritonStartError
 
-    fill_repository(tmp_path, onnx_file, res=RES, num_classes=NUM_CLASSES)
+    fill_repository(tmp_path, tiny_artifact(onnx_file))
     (tmp_path / MODEL / "1" / "model.onnx").unlink()
     server = LocalTriton(tmp_path)
     with pytest.raises(TritonStartError, match="ONNX model not found"):

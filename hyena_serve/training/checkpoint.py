@@ -19,6 +19,7 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 from torch import nn
 
+from hyena_serve.files import atomic_write
 from hyena_serve.training.distributed import DistContext
 
 LAST = "last.pt"
@@ -50,22 +51,16 @@ def gather_rng_states(ctx: DistContext) -> list[dict[str, Any]]:
     return states
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = _tmp_name(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
     """Model weights as safetensors; ``metadata`` values are stored JSON-encoded."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = _tmp_name(path)
-    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
 
 
 def save_training_state(path: Path, *, model: nn.Module, optimizer, scheduler, scaler, epoch: int,

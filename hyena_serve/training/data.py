@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 NUM_CLASSES = 10
+#: Class names: the digit each class is.
+DIGITS_LABELS = tuple(str(i) for i in range(NUM_CLASSES))
 #: Fixed normalisation (the upsampled images have mean ≈ 0.31, std ≈ 0.32): fixed numbers
 #: keep preprocessing identical across seeds, subsets and serving; they are saved with the
 #: weights.
