@@ -1,5 +1,12 @@
-"""The FFTConv TensorRT plugin on a GPU: numerics against the torch reference, engine
-round trips and the batch profile. Skipped on hosts without a CUDA GPU and TensorRT.
+"""The TensorRT side on a GPU, through the project's real code: ``build_engine``,
+``run_engine``/``EngineRunner`` and ``export/to_trt.py`` end to end (plan + config.pbtxt
+written after its parity gate), for the plugin, GEMM and native-DFT variants, fp32 (TF32
+off and on) and fp16. References come from ONNX Runtime on the CPU (the same ONNX file, or
+its function body for the one-node models), never from a re-implementation.
+
+Every test is marked ``gpu``. Skips always say why (TensorRT or Polygraphy not installed,
+plugin library path unset, TensorRT too old for native DFT); with ``HYENA_REQUIRE_GPU=1``
+(``make gpu-check``) tests/conftest.py turns each of them into a failure.
 
 The plugin library comes from ``$HYENA_FFTCONV_PLUGIN`` or is built here with CMake
 against ``$TENSORRT_ROOT``.
@@ -7,84 +14,81 @@ against ``$TENSORRT_ROOT``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
-import torch
 
 from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, plan_fft
-from hyena_serve.ops import fft_conv1d_bidir_ref, fft_conv2d_ref, filter_spectrum
+from hyena_serve.exporting import tensorrt_build as trtb
+from hyena_serve.exporting.fftconv_onnx import standalone_model
 
 pytestmark = pytest.mark.gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "export" / "plugins" / "fftconv"
+TO_TRT = ROOT / "export" / "to_trt.py"
+#: A small HyenaPixel (every stage has an FFTConv) that exports in seconds.
+SMALL = ["--model", "hpx_former_s4", "--res", "32", "--weights", "random", "--seed", "0",
+         "--model-kwargs", '{"dims": [8, 16, 16, 16]}']
+
+
+def _quiet(msg: str) -> None:
+    pass
 
 
 @pytest.fixture(scope="module")
 def trt():
-    return pytest.importorskip("tensorrt", reason="TensorRT Python package not installed")
+    module = pytest.importorskip("tensorrt", reason="TensorRT Python package (tensorrt) is not installed")
+    pytest.importorskip("polygraphy.cuda", reason="Polygraphy (device buffers for the engines) is not installed")
+    trtb.require_cuda()  # a GPU test on a host without a usable GPU fails here, it does not skip
+    return module
 
 
 @pytest.fixture(scope="module")
 def plugin_lib(trt, tmp_path_factory) -> Path:
-    from hyena_serve.exporting.tensorrt_build import PLUGIN_LIB_ENV
-
-    if os.environ.get(PLUGIN_LIB_ENV):
-        return Path(os.environ[PLUGIN_LIB_ENV])
+    if os.environ.get(trtb.PLUGIN_LIB_ENV):
+        path = Path(os.environ[trtb.PLUGIN_LIB_ENV])
+        assert path.is_file(), f"{trtb.PLUGIN_LIB_ENV}={path} does not exist"
+        return path
     root = os.environ.get("TENSORRT_ROOT")
     if not root or shutil.which("cmake") is None:
-        pytest.skip(f"set {PLUGIN_LIB_ENV} to a built plugin, or TENSORRT_ROOT (and install cmake) to build it")
+        pytest.skip(f"plugin path unset: set {trtb.PLUGIN_LIB_ENV} to a built libhyena_fftconv_plugin.so, or "
+                    "TENSORRT_ROOT (with cmake installed) to build it here")
     build = tmp_path_factory.mktemp("fftconv_build")
     subprocess.run(["cmake", "-S", str(PLUGIN_DIR), "-B", str(build), f"-DTENSORRT_ROOT={root}",
                     "-DCMAKE_BUILD_TYPE=Release"], check=True)
-    subprocess.run(["cmake", "--build", str(build), "-j", "4"], check=True)
-    return build / "libhyena_fftconv_plugin.so"
+    subprocess.run(["cmake", "--build", str(build), "-j", "8"], check=True)
+    (lib,) = build.rglob("libhyena_fftconv_plugin.so")
+    return lib
 
 
-def _build(trt, onnx_model, plugin_lib: Path | None, batch: tuple[int, int, int], input_name: str,
-           chw: tuple[int, int, int], fp16: bool = False) -> bytes:
-    import onnx
-
-    from hyena_serve.exporting import tensorrt_build as trtb
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    if plugin_lib is not None:
-        trtb.load_plugin(plugin_lib, trt)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(onnx.ModelProto.SerializeToString(onnx_model)), [
-        str(parser.get_error(i)) for i in range(parser.num_errors)]
-    if plugin_lib is not None:
-        trtb.check_plugin_layers(trtb.fftconv_node_names(onnx_model), trtb._layer_records(network, trt))
-    config = builder.create_builder_config()
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, *[(b, *chw) for b in batch])
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    assert plan is not None
-    return bytes(plan)
+@pytest.fixture(scope="module")
+def torch_for_export():
+    return pytest.importorskip("torch", reason="exporting the test model to ONNX needs torch (any build)")
 
 
-def _run(trt, plan: bytes, inputs: dict[str, torch.Tensor], output: str, out_dtype) -> torch.Tensor:
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
-    context = engine.create_execution_context()
-    for name, tensor in inputs.items():
-        context.set_input_shape(name, tuple(tensor.shape))
-        context.set_tensor_address(name, tensor.data_ptr())
-    y = torch.empty(tuple(context.get_tensor_shape(output)), dtype=out_dtype, device="cuda")
-    context.set_tensor_address(output, y.data_ptr())
-    stream = torch.cuda.current_stream()
-    assert context.execute_async_v3(stream.cuda_stream)
-    stream.synchronize()
-    return y
+def _to_trt():
+    spec = importlib.util.spec_from_file_location("to_trt_gpu_test", TO_TRT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+# --- the plugin on one node ----------------------------------------------------------------------
 
 CASES = [
     (MODE_2D, 64, 14, 14, (27, 27)),
@@ -96,47 +100,109 @@ CASES = [
 
 @pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
 @pytest.mark.parametrize(("mode", "c", "h", "w", "kernel"), CASES)
-def test_plugin_matches_the_torch_reference(trt, plugin_lib, mode, c, h, w, kernel, fp16):
-    from hyena_serve.exporting.fftconv_onnx import standalone_model
-
+def test_plugin_engine_matches_the_function_body(trt, plugin_lib, tmp_path, mode, c, h, w, kernel, fp16):
+    precision = trtb.choose_precision(trt, fp16=fp16)
     plan = plan_fft(mode, h, w, kernel)
-    k = torch.randn(c, *plan.kernel) * 0.05
-    d = torch.randn(c)
-    kf = filter_spectrum(k, plan)
-    model = standalone_model(plan, kf.numpy(), d.numpy(), fp16=fp16, hw=(h, w))
-    engine = _build(trt, model, plugin_lib, (1, 3, 4), "X", (c, h, w), fp16=fp16)
-    dtype = torch.float16 if fp16 else torch.float32
-    x = torch.randn(3, c, h, w).to(dtype)
-    got = _run(trt, engine, {"X": x.cuda()}, "Y", dtype).float().cpu()
-    if mode == MODE_2D:
-        want = fft_conv2d_ref(x.float(), k, d)
-    else:
-        want = fft_conv1d_bidir_ref(x.float().flatten(-2), k, d).reshape(x.shape)
-    rel = ((got - want).abs().max() / want.abs().max()).item()
-    assert rel <= (1e-2 if fp16 else 1e-4)
+    rng = np.random.default_rng(0)
+    kf = (0.05 * rng.standard_normal((c, *plan.spectrum_shape, 2))).astype(np.float32)
+    d = rng.standard_normal(c).astype(np.float32)
+    reference = standalone_model(plan, kf, d, hw=(h, w))
+    path = tmp_path / "one_node.onnx"
+    onnx.save_model(standalone_model(plan, kf, d, hw=(h, w), fp16=precision.fp16_onnx), str(path))
+    messages: list[str] = []
+    engine = trtb.build_engine(path, variant="plugin", res=h, batch=trtb.BatchProfile(1, 3, 8), precision=precision,
+                               plugin_lib=plugin_lib, log=messages.append, input_name="X", chw=(c, h, w))
+    assert any("1 FFTConv plugin layers" in m for m in messages), messages
+    with trtb.EngineRunner(engine, input_name="X", output_name="Y") as runner:
+        for batch in (1, 8, 3, 8):  # batch sizes change between calls, as under dynamic batching
+            x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
+            got = runner(x)
+            want = _ort(reference, x)
+            rel = float(np.abs(got - want).max() / np.abs(want).max())
+            assert np.isfinite(got).all() and rel <= precision.tolerance, (batch, rel)
 
 
-def test_model_engine_round_trip_and_batch_profile(trt, plugin_lib, tmp_path):
-    import onnx
+def test_plugin_variant_without_the_plugin_names_the_cause(trt, tmp_path):
+    # In a fresh process (no plugin loaded): the functions are stripped, so the parser cannot
+    # fall back to the body, and the error must say the plugin is not registered.
+    plan = plan_fft(MODE_2D, 9, 9, (5, 5))
+    kf = np.zeros((4, *plan.spectrum_shape, 2), np.float32)
+    path = tmp_path / "one_node.onnx"
+    onnx.save_model(standalone_model(plan, kf, np.ones(4, np.float32)), str(path))
+    fake_lib = tmp_path / "libnothing.so"
+    fake_lib.write_bytes(b"")
+    code = (
+        "import sys\n"
+        "from hyena_serve.exporting import tensorrt_build as t\n"
+        "t.load_plugin = lambda path, trt: None\n"
+        "try:\n"
+        f"    t.build_engine({str(path)!r}, variant='plugin', res=9, batch=t.BatchProfile(1, 1, 2),\n"
+        f"                   plugin_lib={str(fake_lib)!r}, log=lambda m: None, input_name='X', chw=(4, 9, 9))\n"
+        "except t.PluginLayersMissing as exc:\n"
+        "    print(exc); sys.exit(7)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert "not registered" in proc.stdout and "hyena::FFTConv/1" in proc.stdout
 
-    from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
-    from hyena_serve.exporting.onnx_export import build_model, export_onnx
-    from hyena_serve.exporting.tensorrt_build import prepare_onnx
 
-    torch.manual_seed(0)
-    res = 64
-    model = build_model("hpx_former_s4", res)
-    path = export_onnx(model, res, tmp_path / "m.onnx", check=False, progress=False)
-    engine = _build(trt, prepare_onnx(onnx.load(str(path)), "plugin"), plugin_lib, (1, 4, 8), INPUT_NAME,
-                    (3, res, res))
-    saved = tmp_path / "model.plan"
-    saved.write_bytes(engine)
+# --- to_trt end to end on a small model -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("to_trt")
+
+
+def _main(workdir: Path, *extra: str) -> int:
+    return _to_trt().main([*SMALL, "--artifacts-dir", str(workdir / "artifacts"), "--repository",
+                           str(workdir / "repo"), "--batch", "1:4:8", *extra])
+
+
+def test_to_trt_writes_a_checked_plan_and_its_config(trt, plugin_lib, torch_for_export, workdir, capsys):
+    rc = _main(workdir, "--plugin-lib", str(plugin_lib))
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "FFTConv plugin layers" in err and "parity vs ONNX Runtime" in err
+    entry = workdir / "repo" / "hpx_former_s4_trt"
+    plan = (entry / "1" / "model.plan").read_bytes()
+    config = (entry / "config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in config and "hyena_manifest" in config
+
+    # The written plan, run again through run_engine, against ONNX Runtime on the export.
+    (onnx_path,) = [p for p in (workdir / "artifacts" / "onnx").glob("*_matmul_fp32.onnx")]
+    session = trtb.onnx_reference_session(onnx_path)
+    rng = np.random.default_rng(3)
     for batch in (1, 3, 8):
-        x = torch.randn(batch, 3, res, res)
-        with torch.inference_mode():
-            want = model(x)
-        for plan in (engine, saved.read_bytes()):
-            got = _run(trt, plan, {INPUT_NAME: x.cuda()}, OUTPUT_NAME, torch.float32).cpu()
-            assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-4
-            assert torch.equal(got.argmax(1), want.argmax(1))
-    assert saved.read_bytes() == engine
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        result = trtb.parity_decision(trtb.onnx_reference(session, x), trtb.run_engine(plan, x), trtb.TOL_FP32)
+        assert result.ok, result.summary()
+    with pytest.raises(trtb.EngineError, match="refused input shape"):
+        trtb.run_engine(plan, np.zeros((9, 3, 32, 32), np.float32))  # outside the 1:4:8 profile
+
+    # A second build reuses the export.
+    rc = _main(workdir, "--plugin-lib", str(plugin_lib), "--out", str(workdir / "again.plan"))
+    assert rc == 0 and "reusing the export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ["gemm", "native-dft"])
+def test_to_trt_builds_the_comparison_variants(trt, torch_for_export, workdir, capsys, variant):
+    if variant == "native-dft":
+        version = trtb.version_tuple(trt.__version__)
+        if version[:2] < trtb.MIN_TENSORRT_NATIVE_DFT:
+            pytest.skip(f"TensorRT {trt.__version__} cannot import ONNX DFT (needs >= 11.2)")
+    out = workdir / f"{variant}.plan"
+    rc = _main(workdir, "--fftconv", variant, "--out", str(out))
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert out.stat().st_size > 0 and "parity vs ONNX Runtime" in err
+
+
+@pytest.mark.parametrize("flags", [["--fp16"], ["--tf32"]], ids=["fp16", "tf32"])
+def test_to_trt_reduced_precision_builds_pass_their_gate(trt, plugin_lib, torch_for_export, workdir, capsys, flags):
+    # fp16: BuilderFlag.FP16 on TensorRT 10, the strongly typed fp16 export on TensorRT 11.
+    out = workdir / f"{flags[0][2:]}.plan"
+    rc = _main(workdir, "--plugin-lib", str(plugin_lib), "--out", str(out), *flags)
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert out.stat().st_size > 0

@@ -865,3 +865,48 @@ def test_without_tensorrt_the_export_is_written_and_reused(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert again.returncode == 3 and "reusing" in again.stderr, again.stderr
     assert not (tmp_path / "repo").exists()
+
+
+# --- bench/tensorrt_engines.py: its verdict and its timer -----------------------------------------
+
+
+def test_bench_verdict_fails_without_a_checked_plugin_engine():
+    from bench import tensorrt_engines as bench
+
+    assert bench.verdict({}, {"plugin", "gemm"}) is None
+    assert "missing" in bench.verdict({}, {"gemm", "native-dft"}), "other engines alone never pass"
+    assert "missing" in bench.verdict({}, set()), "torch rows alone never pass"
+    assert "wrong" in bench.verdict({"plugin": "check: ..."}, {"gemm"})
+    assert bench.exit_status({"skipped": "no TensorRT"}) == bench.EXIT_UNAVAILABLE
+    assert bench.exit_status({"error": "x", "rows": []}) == bench.EXIT_FAILED
+    assert bench.exit_status({"rows": []}) == 0
+
+
+def test_bench_cuda_event_timer_checks_every_call():
+    from bench import tensorrt_engines as bench
+
+    calls = []
+
+    class Runtime:
+        def __getattr__(self, name):
+            def fn(*args):
+                calls.append(name)
+                if name == "cudaEventElapsedTime":
+                    args[0]._obj.value = 2.0
+                return 0
+            return fn
+
+    cuda = SimpleNamespace(wrapper=lambda: SimpleNamespace(handle=Runtime()))
+    timer = bench.CudaEvents(cuda)
+    launches = []
+    stats = timer.time(lambda: launches.append(1), 0x10, reps=3, warmup=2)
+    assert len(launches) == 5 and stats.n == 3 and stats.median_ms == pytest.approx(2.0)
+    assert calls.count("cudaEventRecord") == 6
+
+    class Failing(Runtime):
+        def __getattr__(self, name):
+            return (lambda *a: 700) if name == "cudaEventSynchronize" else super().__getattr__(name)
+
+    broken = bench.CudaEvents(SimpleNamespace(wrapper=lambda: SimpleNamespace(handle=Failing())))
+    with pytest.raises(RuntimeError, match="cudaEventSynchronize failed with CUDA error 700"):
+        broken.time(lambda: None, 0x10, reps=1, warmup=0)

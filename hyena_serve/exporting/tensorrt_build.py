@@ -126,8 +126,10 @@ class BatchProfile:
             raise ValueError(f"batch profile {text!r}: need 1 <= MIN <= OPT <= MAX")
         return cls(lo, opt, hi)
 
-    def shapes(self, res: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        return tuple((b, 3, res, res) for b in (self.min, self.opt, self.max))  # type: ignore[return-value]
+    def shapes(self, res: int, chw: tuple[int, ...] | None = None) -> tuple[tuple[int, ...], ...]:
+        """(min, opt, max) input shapes: ``(B, 3, res, res)``, or ``(B, *chw)``."""
+        chw = tuple(chw) if chw is not None else (3, res, res)
+        return tuple((b, *chw) for b in (self.min, self.opt, self.max))
 
     def __str__(self) -> str:
         return f"{self.min}:{self.opt}:{self.max}"
@@ -191,8 +193,10 @@ def _elem_type(value_info: onnx.ValueInfoProto) -> int:
 
 
 def input_is_fp16(model: onnx.ModelProto) -> bool:
-    """Whether the graph's (single) input is float16: an fp16-I/O export."""
-    return any(i.name == INPUT_NAME and _elem_type(i) == onnx.TensorProto.FLOAT16 for i in model.graph.input)
+    """Whether the graph's data input is float16: an fp16-I/O export."""
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    return bool(inputs) and _elem_type(inputs[0]) == onnx.TensorProto.FLOAT16
 
 
 def cast_io_to_float32(model: onnx.ModelProto) -> bool:
@@ -531,11 +535,13 @@ def layer_records(network, trt) -> list[LayerRecord]:
 
 def build_engine(onnx_path: Path, *, variant: str, res: int, batch: BatchProfile, precision: Precision | None = None,
                  fp16: bool = False, tf32: bool = False, workspace_bytes: int = 1 << 30,
-                 plugin_lib: Path | str | None = None, log=print, trt=None, cuda=None) -> bytes:
+                 plugin_lib: Path | str | None = None, log=print, trt=None, cuda=None,
+                 input_name: str = INPUT_NAME, chw: tuple[int, ...] | None = None) -> bytes:
     """Parse ``onnx_path`` for ``variant`` and build a serialized engine (needs TensorRT + GPU).
 
     ``precision`` (default: :func:`choose_precision` for ``fp16``/``tf32``) must match the
-    file: a strongly typed fp16 build needs an fp16-I/O export.
+    file: a strongly typed fp16 build needs an fp16-I/O export. ``input_name``/``chw``: for
+    graphs other than a classifier export (the op-level tests' one-node models).
     """
     trt = trt or import_tensorrt()
     check_tensorrt_version(trt, variant)
@@ -576,7 +582,7 @@ def build_engine(onnx_path: Path, *, variant: str, res: int, batch: BatchProfile
     for name in precision.set_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, *batch.shapes(res))
+    profile.set_shape(input_name, *batch.shapes(res, chw))
     config.add_optimization_profile(profile)
     log(f"[to_trt] building engine (batch {batch}, {precision.mode}, TF32 {'on' if precision.tf32 else 'off'}); "
         "this takes minutes")
@@ -608,7 +614,9 @@ class EngineRunner:
     result says whether it worked is checked.
     """
 
-    def __init__(self, plan: bytes, *, plugin_lib: Path | str | None = None, trt=None, cuda=None):
+    def __init__(self, plan: bytes, *, plugin_lib: Path | str | None = None, trt=None, cuda=None,
+                 input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME):
+        self.input_name, self.output_name = input_name, output_name
         self.trt = trt = trt or import_tensorrt()
         self.cuda = cuda = cuda or import_cuda()
         if plugin_lib is not None:
@@ -619,10 +627,10 @@ class EngineRunner:
             raise EngineError("TensorRT could not deserialize the engine (another TensorRT version or GPU, "
                               "or the plugin library is not loaded)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        if INPUT_NAME not in names or OUTPUT_NAME not in names:
-            raise EngineError(f"engine I/O tensors are {names}, expected {INPUT_NAME!r} and {OUTPUT_NAME!r}")
-        self.in_dtype = numpy_dtype(self.engine.get_tensor_dtype(INPUT_NAME))
-        self.out_dtype = numpy_dtype(self.engine.get_tensor_dtype(OUTPUT_NAME))
+        if input_name not in names or output_name not in names:
+            raise EngineError(f"engine I/O tensors are {names}, expected {input_name!r} and {output_name!r}")
+        self.in_dtype = numpy_dtype(self.engine.get_tensor_dtype(input_name))
+        self.out_dtype = numpy_dtype(self.engine.get_tensor_dtype(output_name))
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise EngineError("TensorRT could not create an execution context (out of device memory?)")
@@ -634,16 +642,16 @@ class EngineRunner:
     def prepare(self, batch: np.ndarray) -> None:
         host = np.ascontiguousarray(batch, dtype=self.in_dtype)
         shape = tuple(int(d) for d in host.shape)
-        if not self.context.set_input_shape(INPUT_NAME, shape):
-            raise EngineError(f"TensorRT refused input shape {shape} for {INPUT_NAME!r}: outside the engine's "
+        if not self.context.set_input_shape(self.input_name, shape):
+            raise EngineError(f"TensorRT refused input shape {shape} for {self.input_name!r}: outside the engine's "
                               "optimisation profile?")
-        self.out_shape = tuple(int(d) for d in self.context.get_tensor_shape(OUTPUT_NAME))
+        self.out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
         if any(d < 0 for d in self.out_shape):
             raise EngineError(f"output shape {self.out_shape} is unresolved after setting the input shape")
         self.x.resize(shape)
         self.y.resize(self.out_shape)
         self.x.copy_from(host, stream=self.stream)
-        for name, buf in ((INPUT_NAME, self.x), (OUTPUT_NAME, self.y)):
+        for name, buf in ((self.input_name, self.x), (self.output_name, self.y)):
             if not self.context.set_tensor_address(name, buf.ptr):
                 raise EngineError(f"TensorRT refused the device address of {name!r}")
 
@@ -677,12 +685,13 @@ class EngineRunner:
 
 
 def run_engine(plan: bytes, batch: np.ndarray, plugin_lib: Path | str | None = None, *, trt=None,
-               cuda=None) -> np.ndarray:
+               cuda=None, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME) -> np.ndarray:
     """Run a serialized engine on a float32 NCHW numpy batch; returns float32 logits (GPU).
 
     fp16-I/O engines get the batch cast to float16 and their output cast back.
     """
-    with EngineRunner(plan, plugin_lib=plugin_lib, trt=trt, cuda=cuda) as runner:
+    with EngineRunner(plan, plugin_lib=plugin_lib, trt=trt, cuda=cuda, input_name=input_name,
+                      output_name=output_name) as runner:
         return runner(batch)
 
 
@@ -703,7 +712,7 @@ def onnx_reference(session, batch: np.ndarray) -> np.ndarray:
     """Logits of ``session`` for a float32 batch (cast to the file's input type), as float32."""
     (inp,) = session.get_inputs()
     feed = batch.astype(np.float16) if inp.type == "tensor(float16)" else batch.astype(np.float32)
-    (out,) = session.run([OUTPUT_NAME], {inp.name: feed})
+    (out,) = session.run([session.get_outputs()[0].name], {inp.name: feed})
     return out.astype(np.float32)
 
 
