@@ -166,8 +166,9 @@ def test_cuda_kernels_ptx_compute90(cuda_kernels, tmp_path):
     _run([_nvcc(), "-ptx", "-std=c++17", "-arch=compute_90", "-Werror", "all-warnings",
           f"-I{PLUGIN_DIR}", f"-I{cufft_inc}", PLUGIN_DIR / "fftconv_kernels.cu", "-o", ptx])
     text = ptx.read_text()
-    # pad+cast (fp32, fp16), spectrum multiply, crop+skip+cast (fp32, fp16)
-    assert text.count(".entry") == 5
+    # pad+cast (fp32, fp16), spectrum multiply, crop+skip+cast (fp32, fp16), each with 32-
+    # and 64-bit index math
+    assert text.count(".entry") == 10
     for name in ("padCastKernel", "spectrumMultiplyKernel", "cropSkipCastKernel"):
         assert name in text
 

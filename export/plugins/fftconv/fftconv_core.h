@@ -266,41 +266,61 @@ std::vector<uint8_t> serializeAttributes(Attributes const& a);
 Result deserializeAttributes(uint8_t const* data, size_t size, Attributes& out);
 
 // ---- element-index helpers (shared with the CUDA kernels) ----------------------------------
-//! Padded-buffer element -> source element of X, or false for the zero padding.
-FFTCONV_HD bool padSourceIndex(Geometry const& g, int64_t paddedIdx, int64_t& srcIdx)
+// Templates on the index type I: the kernels use int32_t when every index fits (see
+// kernelIndexFits32), int64_t otherwise; the CPU emulation in the tests uses both.
+
+//! Whether every element index of g (and a grid-stride step past the end) fits in int32.
+FFTCONV_HD bool kernelIndexFits32(Geometry const& g)
 {
-    int64_t const col = paddedIdx % g.fftCols;
-    int64_t const t = paddedIdx / g.fftCols;
-    int64_t const row = t % g.fftRows;
-    int64_t const sig = t / g.fftRows;
-    if (row < g.rows && col < g.cols)
+    int64_t const most = g.signals() * (g.realPerSignal() > 2 * g.complexPerSignal() ? g.realPerSignal()
+                                                                                     : 2 * g.complexPerSignal());
+    return most < (int64_t{1} << 30);
+}
+
+//! Padded-buffer element -> source element of X, or false for the zero padding.
+template <typename I>
+FFTCONV_HD bool padSourceIndex(Geometry const& g, I paddedIdx, I& srcIdx)
+{
+    I const fftCols = static_cast<I>(g.fftCols);
+    I const fftRows = static_cast<I>(g.fftRows);
+    I const col = paddedIdx % fftCols;
+    I const t = paddedIdx / fftCols;
+    I const row = t % fftRows;
+    I const sig = t / fftRows;
+    if (row < static_cast<I>(g.rows) && col < static_cast<I>(g.cols))
     {
-        srcIdx = (sig * g.rows + row) * g.cols + col;
+        srcIdx = (sig * static_cast<I>(g.rows) + row) * static_cast<I>(g.cols) + col;
         return true;
     }
     return false;
 }
 
 //! Spectrum element (over N*C signals) -> element of Kf (broadcast over the batch).
-FFTCONV_HD int64_t filterIndex(Geometry const& g, int64_t specIdx)
+template <typename I>
+FFTCONV_HD I filterIndex(Geometry const& g, I specIdx)
 {
-    return specIdx % (g.channels * g.complexPerSignal());
+    return specIdx % static_cast<I>(g.channels * g.complexPerSignal());
 }
 
 //! Output element -> element of the inverse-transformed (padded) real buffer.
-FFTCONV_HD int64_t cropSourceIndex(Geometry const& g, int64_t outIdx)
+template <typename I>
+FFTCONV_HD I cropSourceIndex(Geometry const& g, I outIdx)
 {
-    int64_t const col = outIdx % g.cols;
-    int64_t const t = outIdx / g.cols;
-    int64_t const row = t % g.rows;
-    int64_t const sig = t / g.rows;
-    return (sig * g.fftRows + row + g.cropRow) * g.fftCols + col + g.cropCol;
+    I const cols = static_cast<I>(g.cols);
+    I const rows = static_cast<I>(g.rows);
+    I const col = outIdx % cols;
+    I const t = outIdx / cols;
+    I const row = t % rows;
+    I const sig = t / rows;
+    return (sig * static_cast<I>(g.fftRows) + row + static_cast<I>(g.cropRow)) * static_cast<I>(g.fftCols) + col
+        + static_cast<I>(g.cropCol);
 }
 
 //! Output (or X) element -> its channel.
-FFTCONV_HD int64_t channelOf(Geometry const& g, int64_t outIdx)
+template <typename I>
+FFTCONV_HD I channelOf(Geometry const& g, I outIdx)
 {
-    return (outIdx / g.outPerSignal()) % g.channels;
+    return (outIdx / static_cast<I>(g.outPerSignal())) % static_cast<I>(g.channels);
 }
 
 } // namespace fftconv

@@ -16,7 +16,6 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
-#include <vector>
 
 namespace hyena
 {
@@ -60,39 +59,44 @@ __device__ __forceinline__ __half storeAs<__half>(float v)
     return __float2half_rn(v);
 }
 
-template <typename T>
-__global__ void padCastKernel(Geometry const g, T const* __restrict__ x, float* __restrict__ real, int64_t const total)
+// I: the index type, int32_t when kernelIndexFits32(g) (cheaper division), else int64_t.
+template <typename T, typename I>
+__global__ void padCastKernel(Geometry const g, T const* __restrict__ x, float* __restrict__ real, I const total)
 {
-    int64_t const stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride)
+    I const stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+    for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < total;
+         i += stride)
     {
-        int64_t src = 0;
-        real[i] = padSourceIndex(g, i, src) ? loadAsFloat(x[src]) : 0.0f;
+        I src = 0;
+        real[i] = padSourceIndex<I>(g, i, src) ? loadAsFloat(x[src]) : 0.0f;
     }
 }
 
+template <typename I>
 __global__ void spectrumMultiplyKernel(
-    Geometry const g, float2 const* __restrict__ kf, float2* __restrict__ spec, int64_t const total)
+    Geometry const g, float2 const* __restrict__ kf, float2* __restrict__ spec, I const total)
 {
-    int64_t const stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    I const stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
     float const s = g.scale;
-    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride)
+    for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < total;
+         i += stride)
     {
         float2 const a = spec[i];
-        float2 const b = kf[filterIndex(g, i)];
+        float2 const b = kf[filterIndex<I>(g, i)];
         spec[i] = make_float2((a.x * b.x - a.y * b.y) * s, (a.x * b.y + a.y * b.x) * s);
     }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void cropSkipCastKernel(Geometry const g, float const* __restrict__ real, T const* __restrict__ x,
-    float const* __restrict__ d, T* __restrict__ y, int64_t const total)
+    float const* __restrict__ d, T* __restrict__ y, I const total)
 {
-    int64_t const stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride)
+    I const stride = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
+    for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < total;
+         i += stride)
     {
-        float const conv = real[cropSourceIndex(g, i)];
-        y[i] = storeAs<T>(conv + d[channelOf(g, i)] * loadAsFloat(x[i]));
+        float const conv = real[cropSourceIndex<I>(g, i)];
+        y[i] = storeAs<T>(conv + d[channelOf<I>(g, i)] * loadAsFloat(x[i]));
     }
 }
 
@@ -157,13 +161,30 @@ KernelResult launchPadCast(Geometry const& g, IoType io, void const* x, float* r
     {
         return ok();
     }
+    bool const i32 = kernelIndexFits32(g);
     if (io == IoType::kFloat16)
     {
-        padCastKernel<__half><<<gridFor(total), kBlock, 0, stream>>>(g, static_cast<__half const*>(x), real, total);
+        auto const* xh = static_cast<__half const*>(x);
+        if (i32)
+        {
+            padCastKernel<__half, int32_t><<<gridFor(total), kBlock, 0, stream>>>(g, xh, real, static_cast<int32_t>(total));
+        }
+        else
+        {
+            padCastKernel<__half, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, xh, real, total);
+        }
     }
     else
     {
-        padCastKernel<float><<<gridFor(total), kBlock, 0, stream>>>(g, static_cast<float const*>(x), real, total);
+        auto const* xf = static_cast<float const*>(x);
+        if (i32)
+        {
+            padCastKernel<float, int32_t><<<gridFor(total), kBlock, 0, stream>>>(g, xf, real, static_cast<int32_t>(total));
+        }
+        else
+        {
+            padCastKernel<float, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, xf, real, total);
+        }
     }
     return lastLaunch("padCastKernel");
 }
@@ -179,8 +200,16 @@ KernelResult launchSpectrumMultiply(Geometry const& g, float const* kf, float* s
     {
         return ok();
     }
-    spectrumMultiplyKernel<<<gridFor(total), kBlock, 0, stream>>>(
-        g, reinterpret_cast<float2 const*>(kf), reinterpret_cast<float2*>(spectrum), total);
+    auto const* k2 = reinterpret_cast<float2 const*>(kf);
+    auto* s2 = reinterpret_cast<float2*>(spectrum);
+    if (kernelIndexFits32(g))
+    {
+        spectrumMultiplyKernel<int32_t><<<gridFor(total), kBlock, 0, stream>>>(g, k2, s2, static_cast<int32_t>(total));
+    }
+    else
+    {
+        spectrumMultiplyKernel<int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, k2, s2, total);
+    }
     return lastLaunch("spectrumMultiplyKernel");
 }
 
@@ -196,15 +225,34 @@ KernelResult launchCropSkipCast(Geometry const& g, IoType io, float const* real,
     {
         return ok();
     }
+    bool const i32 = kernelIndexFits32(g);
     if (io == IoType::kFloat16)
     {
-        cropSkipCastKernel<__half><<<gridFor(total), kBlock, 0, stream>>>(
-            g, real, static_cast<__half const*>(x), d, static_cast<__half*>(y), total);
+        auto const* xh = static_cast<__half const*>(x);
+        auto* yh = static_cast<__half*>(y);
+        if (i32)
+        {
+            cropSkipCastKernel<__half, int32_t><<<gridFor(total), kBlock, 0, stream>>>(
+                g, real, xh, d, yh, static_cast<int32_t>(total));
+        }
+        else
+        {
+            cropSkipCastKernel<__half, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, real, xh, d, yh, total);
+        }
     }
     else
     {
-        cropSkipCastKernel<float><<<gridFor(total), kBlock, 0, stream>>>(
-            g, real, static_cast<float const*>(x), d, static_cast<float*>(y), total);
+        auto const* xf = static_cast<float const*>(x);
+        auto* yf = static_cast<float*>(y);
+        if (i32)
+        {
+            cropSkipCastKernel<float, int32_t><<<gridFor(total), kBlock, 0, stream>>>(
+                g, real, xf, d, yf, static_cast<int32_t>(total));
+        }
+        else
+        {
+            cropSkipCastKernel<float, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, real, xf, d, yf, total);
+        }
     }
     return lastLaunch("cropSkipCastKernel");
 }
@@ -438,21 +486,20 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
     // One work area for all plans (they run one after the other on this stream); the
     // pointer is set on every call because TensorRT may move the workspace between calls.
     void* const work = workBytes > 0 ? static_cast<void*>(base + w.workOffset) : nullptr;
-    std::vector<BatchChunk> chunks;
-    try
-    {
-        chunks = batchChunks(g.batch);
-    }
-    catch (...)
-    {
-        return invalid("run: out of host memory");
-    }
+    // Batch chunks as in batchChunks() (fftconv_core.h), walked without a host allocation:
+    // one per set bit of N, largest first.
+    int32_t const topLevel = planLevels(g.batch) - 1;
 
     KernelResult r = launchPadCast(g, a.io, a.x, real, stream);
-    for (size_t i = 0; r.ok() && i < chunks.size(); ++i)
+    int64_t first = 0;
+    for (int32_t k = topLevel; r.ok() && k >= 0; --k)
     {
-        int32_t const k = chunks[i].level;
-        int64_t const s0 = chunks[i].first * g.channels;
+        if (((g.batch >> k) & 1) == 0)
+        {
+            continue;
+        }
+        int64_t const s0 = first * g.channels;
+        first += int64_t{1} << k;
         r = cufftCheck(cufftSetStream(plans.r2c[k], stream), "cufftSetStream(R2C)");
         if (r.ok() && work != nullptr)
         {
@@ -468,10 +515,15 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
     {
         r = launchSpectrumMultiply(g, a.kf, reinterpret_cast<float*>(spec), stream);
     }
-    for (size_t i = 0; r.ok() && i < chunks.size(); ++i)
+    first = 0;
+    for (int32_t k = topLevel; r.ok() && k >= 0; --k)
     {
-        int32_t const k = chunks[i].level;
-        int64_t const s0 = chunks[i].first * g.channels;
+        if (((g.batch >> k) & 1) == 0)
+        {
+            continue;
+        }
+        int64_t const s0 = first * g.channels;
+        first += int64_t{1} << k;
         r = cufftCheck(cufftSetStream(plans.c2r[k], stream), "cufftSetStream(C2R)");
         if (r.ok() && work != nullptr)
         {

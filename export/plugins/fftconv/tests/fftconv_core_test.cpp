@@ -307,6 +307,52 @@ void testBatchChunksAndWorkTable()
     CHECK_STATUS(validateWorkTable(std::vector<int64_t>(kMaxPlanLevels + 1, 0)), Status::kCorruptBuffer);
 }
 
+// The kernels use the index helpers with int32_t where kernelIndexFits32 allows: both
+// instantiations must agree on every element.
+void testIndexHelpers32And64()
+{
+    Attributes const a2 = attrs2d(9, 5, 12, 14);
+    Attributes const a1 = attrs1d(29, 30);
+    int64_t const x2[4] = {3, 5, 5, 7};
+    int64_t const x1[4] = {2, 3, 3, 5};
+    for (int m = 0; m < 2; ++m)
+    {
+        Geometry g{};
+        CHECK_STATUS(planGeometry(m == 0 ? a2 : a1, m == 0 ? x2 : x1, g), Status::kOk);
+        CHECK(kernelIndexFits32(g));
+        bool same = true;
+        for (int64_t i = 0; i < g.signals() * g.realPerSignal(); ++i)
+        {
+            int64_t s64 = -1;
+            int32_t s32 = -1;
+            bool const p64 = padSourceIndex(g, i, s64);
+            bool const p32 = padSourceIndex(g, static_cast<int32_t>(i), s32);
+            same = same && p64 == p32 && (!p64 || s64 == s32);
+        }
+        for (int64_t i = 0; i < g.signals() * g.complexPerSignal(); ++i)
+        {
+            same = same && filterIndex(g, i) == filterIndex(g, static_cast<int32_t>(i));
+        }
+        for (int64_t i = 0; i < g.signals() * g.outPerSignal(); ++i)
+        {
+            same = same && cropSourceIndex(g, i) == cropSourceIndex(g, static_cast<int32_t>(i))
+                && channelOf(g, i) == channelOf(g, static_cast<int32_t>(i));
+        }
+        CHECK(same);
+    }
+    // Every S18 stage shape fits int32 indices up to batch 64; a huge batch does not.
+    Geometry g{};
+    int64_t const big2d[4] = {64, 64, 56, 56};
+    CHECK_STATUS(planGeometry(attrs2d(111, 111, 112, 112), big2d, g), Status::kOk);
+    CHECK(kernelIndexFits32(g));
+    int64_t const big1d[4] = {64, 64, 56, 56};
+    CHECK_STATUS(planGeometry(attrs1d(6271, 6272), big1d, g), Status::kOk);
+    CHECK(kernelIndexFits32(g));
+    int64_t const huge[4] = {2048, 64, 56, 56};
+    CHECK_STATUS(planGeometry(attrs2d(111, 111, 112, 112), huge, g), Status::kOk);
+    CHECK(!kernelIndexFits32(g));
+}
+
 void testSerialisation()
 {
     for (Attributes const& a : {attrs2d(111, 111, 112, 112), attrs2d(13, 27, 14, 54), attrs1d(6271, 6272)})
@@ -450,6 +496,7 @@ int main()
     testInputsAndShapes();
     testGeometryWorkspaceAndPlanKey();
     testBatchChunksAndWorkTable();
+    testIndexHelpers32And64();
     testSerialisation();
     // Kernel index math + scale, emulated on the CPU: global filters (K = 2n-1), small
     // filters (K < n, fft = 2n), non-square maps and filters, even kernel sizes.
