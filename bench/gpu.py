@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 NO_HOST = 3  # exit status: this host cannot run the benchmark
+DEVICE = "cuda"
 ROOT = Path(__file__).resolve().parents[1]
 #: Where ``make gpu-check`` builds the plugin's check program, and the variable naming it.
 DEFAULT_PLUGIN_EXE = ROOT / "build" / "gpu-check" / "fftconv" / "fftconv_gpu_check"
@@ -214,7 +215,7 @@ def bench_op(shape, mode: str, batch: int, settings: GpuSettings, plugin: dict[t
     from bench.op import make_case
     from bench.timing import compare
 
-    case = make_case(shape, mode, batch, "cuda")
+    case = make_case(shape, mode, batch, DEVICE)
     dt = {"fp32": torch.float32, "fp16": torch.float16}
     xs = {k: case.x.to(v) for k, v in dt.items()}
     alternatives: dict[str, Callable[[], object]] = {}
@@ -329,12 +330,12 @@ def bench_model(name: str, settings: GpuSettings, budget: Budget, cache_dir: Pat
                    "skipped": {}}
     base = build(name, settings.res, {})
     entry["params_m"] = round(sum(p.numel() for p in base.parameters()) / 1e6, 2)
-    m32 = _served(base, settings.res, torch.float32, "cuda")
-    m16 = _served(base, settings.res, torch.bfloat16, "cuda") if settings.bf16 else None
+    m32 = _served(base, settings.res, torch.float32, DEVICE)
+    m16 = _served(base, settings.res, torch.bfloat16, DEVICE) if settings.bf16 else None
     compiled, compiled16 = None, None
     compile_estimate = 60.0
     for batch in settings.batches:
-        x = example_input(batch, settings.res).to("cuda")
+        x = example_input(batch, settings.res).to(DEVICE)
         xb = x.to(torch.bfloat16)
         alternatives: dict[str, Callable[[], object]] = {MODEL_BASELINE: lambda x=x: m32(x)}
         notes: dict[str, str] = {}
@@ -373,9 +374,9 @@ def bench_model(name: str, settings: GpuSettings, budget: Budget, cache_dir: Pat
                     for _ in range(3):  # compile, CUDA graph warm-up, record
                         y = call()
                     torch.cuda.synchronize()
-                except Exception as exc:  # a compile failure is a result to report, not a crash
-                    entry["skipped"][f"{label} B={batch}"] = (f"torch.compile failed: {type(exc).__name__}: "
-                                                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                except Exception as exc:  # reported (an error of the run), the other alternatives still timed
+                    entry.setdefault("errors", {})[f"{label} B={batch}"] = (
+                        f"torch.compile failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
                     continue
                 seconds = time.perf_counter() - started
                 compile_estimate = max(seconds, 10.0)
@@ -680,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m bench gpu " + " ".join(shlex.quote(a) for a in argv),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
-        "device": "cuda",
+        "device": DEVICE,
         "gpu": {"name": props.name, "capability": f"{props.major}.{props.minor}",
                 "memory_gb": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
                 "cudnn": torch.backends.cudnn.version(), "tf32": False, "cudnn_benchmark": True},

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -68,12 +69,20 @@ def find_nvcc(env: dict[str, str] | None = None) -> str | None:
     return None
 
 
-def toolkit_has_cufft(nvcc: str) -> bool:
-    """Whether the CUDA toolkit of ``nvcc`` ships cuFFT (header and library)."""
-    root = Path(os.path.realpath(nvcc)).parents[1]
-    headers = [root / "include" / "cufft.h", *root.glob("targets/*/include/cufft.h")]
-    libs = [*root.glob("lib64/libcufft.so*"), *root.glob("lib/libcufft.so*"), *root.glob("targets/*/lib/libcufft.so*")]
-    return any(h.is_file() for h in headers) and bool(libs)
+def toolkit_has_cufft(nvcc: str, env: dict[str, str] | None = None) -> bool:
+    """Whether the CUDA toolkit of ``nvcc`` ships cuFFT (header and library). Looks beside
+    nvcc (after symlinks), then in $CUDA_HOME, $CUDA_PATH and /usr/local/cuda: nvcc may be
+    a wrapper script elsewhere."""
+    env = os.environ if env is None else env
+    roots = [Path(os.path.realpath(nvcc)).parents[1]]
+    roots += [Path(p) for p in (env.get("CUDA_HOME"), env.get("CUDA_PATH"), "/usr/local/cuda") if p]
+    for root in roots:
+        headers = [root / "include" / "cufft.h", *root.glob("targets/*/include/cufft.h")]
+        libs = [*root.glob("lib64/libcufft.so*"), *root.glob("lib/libcufft.so*"),
+                *root.glob("targets/*/lib/libcufft.so*")]
+        if any(h.is_file() for h in headers) and libs:
+            return True
+    return False
 
 
 def find_cufft_wheel(search_paths: Sequence[str]) -> tuple[Path, Path] | None:
@@ -122,6 +131,19 @@ def gpu_test_files(tests_dir: Path) -> list[Path]:
 
 def names_tensorrt(reason: str) -> bool:
     return any(word in reason.lower() for word in TENSORRT_WORDS)
+
+
+def tensorrt_installed() -> bool:
+    try:
+        return importlib.util.find_spec("tensorrt") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def skip_allowed(reason: str, tensorrt_present: bool) -> bool:
+    """The rule of tests/conftest.py: a GPU test may skip only for want of TensorRT, and
+    only where TensorRT is not installed."""
+    return not tensorrt_present and names_tensorrt(reason)
 
 
 def parse_check_counts(text: str) -> tuple[int, int] | None:
@@ -253,7 +275,7 @@ def _tail(text: str, n: int = 25) -> str:
 class Checker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.build_dir: Path = args.build_dir
+        self.build_dir: Path = args.build_dir if args.build_dir.is_absolute() else ROOT / args.build_dir
         self.cmake_dir = self.build_dir / "fftconv"
         self.log_dir = self.build_dir / "logs"
         self.deadline = time.monotonic() + args.budget_s
@@ -286,28 +308,37 @@ class Checker:
                                 if v is None)
             step.status, step.detail = "failed", f"not found: {missing}"
             return
-        cufft = None
-        if not toolkit_has_cufft(nvcc):
-            import site
+        import site
 
-            cufft = find_cufft_wheel([*site.getsitepackages(), site.getusersitepackages(), *sys.path])
-            if cufft is None:
-                step.status = "failed"
-                step.detail = ("cuFFT found neither in the CUDA toolkit of " + nvcc
-                               + " nor as the nvidia-cufft wheel for " + sys.executable)
-                return
-            lib_dir = str(cufft[1].parent)
-            self.env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (lib_dir, self.env.get("LD_LIBRARY_PATH")) if p)
+        wheel = find_cufft_wheel([*site.getsitepackages(), site.getusersitepackages(), *sys.path])
+        in_toolkit = toolkit_has_cufft(nvcc, self.env)
+        cufft = None if in_toolkit else wheel
+        if not in_toolkit and wheel is None:
+            print("[gpu-check] no cufft.h/libcufft found beside nvcc or as the nvidia-cufft wheel; "
+                  "CMake will look for it", flush=True)
         generator = "Ninja" if shutil.which("ninja", path=self.env.get("PATH")) else None
         if (self.cmake_dir / "CMakeCache.txt").is_file():
             generator = None  # an existing build tree keeps its generator
-        configure = cmake_configure_command(PLUGIN_DIR, self.cmake_dir, cuda_arch=self.args.cuda_arch or cuda_arch(),
-                                            cufft=cufft, nvcc=nvcc, generator=generator)
-        rc, out = run_logged(configure, self.log_dir / "cmake_configure.log", timeout=self.timeout_for(120, 240),
-                             env=self.env)
+        arch = self.args.cuda_arch or cuda_arch()
+
+        def configure(cufft):
+            cmd = cmake_configure_command(PLUGIN_DIR, self.cmake_dir, cuda_arch=arch, cufft=cufft, nvcc=nvcc,
+                                          generator=generator)
+            return run_logged(cmd, self.log_dir / "cmake_configure.log", timeout=self.timeout_for(120, 240),
+                              env=self.env)
+
+        rc, out = configure(cufft)
+        if rc != 0 and cufft is None and wheel is not None:
+            print("[gpu-check] configuring with the toolkit's cuFFT failed; retrying with the nvidia-cufft wheel",
+                  flush=True)
+            cufft = wheel
+            rc, out = configure(cufft)
         if rc != 0:
             step.status, step.detail = "failed", f"CMake configure exited {rc}:\n{_tail(out)}"
             return
+        if cufft is not None:  # the check program finds the wheel's libcufft through this too
+            self.env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (str(cufft[1].parent), self.env.get("LD_LIBRARY_PATH")) if p)
         rc, out = run_logged(cmake_build_command(self.cmake_dir, os.cpu_count() or 4),
                              self.log_dir / "cmake_build.log", timeout=self.timeout_for(300, 200), env=self.env)
         exe = self.cmake_dir / CHECK_TARGET
@@ -349,7 +380,8 @@ class Checker:
         res = parse_junit(junit.read_text(encoding="utf-8"))
         step.detail = (f"{res.passed} passed, {res.failed} failed, {res.errors} errors, {len(res.skipped)} skipped"
                        + (f", {res.xfailed} xfailed" if res.xfailed else "") + f" in {len(files)} files")
-        bad_skips = [(n, r) for n, r in res.skipped if not names_tensorrt(r)]
+        trt = tensorrt_installed()
+        bad_skips = [(n, r) for n, r in res.skipped if not skip_allowed(r, trt)]
         for reason, n in res.skip_groups().items():
             step.skips.append(f"{n} test{'s' if n > 1 else ''}: {reason}")
         for name, reason in bad_skips:  # the conftest should have failed these; a module-level skip lands here
@@ -407,22 +439,24 @@ class Checker:
         return self.summary(gpu, time.monotonic() - started)
 
     def summary(self, gpu: str, seconds: float) -> int:
-        print("\n" + "=" * 30 + f" gpu-check summary ({gpu}) " + "=" * 30)
+        """Print what ran, passed, failed and skipped (and why); also to logs/summary.txt."""
+        lines = ["=" * 30 + f" gpu-check summary ({gpu}) " + "=" * 30]
         for step in self.steps.values():
             first, *rest = (step.detail or "").splitlines() or [""]
-            print(f"{step.status.upper():8s} {step.name:7s} {step.what} ({step.seconds:.0f} s): {first}")
-            for line in rest:
-                print(f"         {line}")
+            lines.append(f"{step.status.upper():8s} {step.name:7s} {step.what} ({step.seconds:.0f} s): {first}")
+            lines += [f"         {line}" for line in rest]
         skips = [(s.name, why) for s in self.steps.values() for why in s.skips]
         if skips:
-            print("skipped, and why:")
-            for name, why in skips:
-                print(f"  - {name}: {why}")
+            lines.append("skipped, and why:")
+            lines += [f"  - {name}: {why}" for name, why in skips]
         failed = [s.name for s in self.steps.values() if s.status in ("failed", "not run")]
         over = seconds > self.args.budget_s + 30
         verdict = "FAILED (" + ", ".join(failed) + ")" if failed else "PASSED"
-        print(f"gpu-check: {verdict} in {seconds / 60:.1f} min"
-              + (f" (over the {self.args.budget_s:.0f} s budget)" if over else ""))
+        lines.append(f"gpu-check: {verdict} in {seconds / 60:.1f} min"
+                     + (f" (over the {self.args.budget_s:.0f} s budget)" if over else ""))
+        print("\n" + "\n".join(lines), flush=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.log_dir / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return 1 if failed else 0
 
 

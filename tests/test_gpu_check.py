@@ -292,6 +292,9 @@ def test_summary_parsing():
     assert (res.passed, res.failed, res.errors, res.xfailed) == (1, 1, 1, 1)
     assert res.skip_groups() == {"TensorRT Python package not installed": 2}
     assert gc.names_tensorrt("could not import 'tensorrt'") and not gc.names_tensorrt("no GPU")
+    assert gc.skip_allowed("TensorRT Python package not installed", tensorrt_present=False)
+    assert not gc.skip_allowed("TensorRT Python package not installed", tensorrt_present=True)
+    assert not gc.skip_allowed("needs a CUDA GPU: none on this host", tensorrt_present=False)
 
 
 # --- bench gpu: plugin rows and the report (synthetic numbers, not measurements) ----------------
