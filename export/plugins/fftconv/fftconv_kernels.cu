@@ -440,6 +440,18 @@ KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out) noe
                 return r;
             }
             most = bytes > most ? bytes : most;
+            // Both calls are documented as estimates (cufftMakePlanMany reports the real size
+            // later): reserve the larger of the two.
+            size_t estimate = 0;
+            r = cufftCheck(cufftEstimateMany(g.rank, n, nullptr, 1, type == CUFFT_R2C ? realDist : complexDist,
+                               nullptr, 1, type == CUFFT_R2C ? complexDist : realDist, type, static_cast<int>(signals),
+                               &estimate),
+                "cufftEstimateMany");
+            if (!r.ok())
+            {
+                return r;
+            }
+            most = estimate > most ? estimate : most;
         }
         out[k] = static_cast<int64_t>(most);
     }

@@ -73,8 +73,9 @@ void destroyPlans(FftPlans& plans) noexcept;
 size_t plansWorkBytes(FftPlans const& plans, int64_t batch, bool& covered) noexcept;
 
 //! Work-area bytes of the R2C/C2R plans at levels 0..levels-1 for geometry g, without making
-//! plans (cufftGetSizeMany on temporary handles, auto-allocation off): what getWorkspaceSize
-//! reserves. out[k] = max(R2C, C2R) bytes of level k.
+//! plans (the larger of cufftGetSizeMany on a temporary handle with auto-allocation off and
+//! cufftEstimateMany): what getWorkspaceSize reserves. out[k] = max over R2C, C2R of level k.
+//! onShapeChange later compares it with what cufftMakePlanMany reports for the real plans.
 KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out) noexcept;
 
 //! Number of cuFFT plans this process has made through ensurePlans (successful

@@ -448,7 +448,7 @@ size_t FFTConvPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* 
             return 0;
         }
         // Buffers for the largest batch + the cuFFT work area of every batch level up to it
-        // (measured with cufftGetSizeMany, no plan made). What was asked for is remembered
+        // (cufftGetSizeMany / cufftEstimateMany, no plan made). What was asked for is remembered
         // per level and serialised, so that the runtime can check what it may use.
         int32_t const levels = planLevels(g.batch);
         std::vector<int64_t> table(static_cast<size_t>(levels), 0);

@@ -1,8 +1,9 @@
 // fftconv_gpu_check: the plugin's enqueue path on a GPU, without TensorRT.
 //
 // Runs what FFTConvPlugin does -- workspace sized like getWorkspaceSize (buffers + the cuFFT
-// work area per batch level from cufftGetSizeMany), plans made like onShapeChange
-// (ensurePlans), then run() with the granted workspace on a stream like enqueue -- and
+// work area per batch level from queryWorkBytes), plans made like onShapeChange (ensurePlans;
+// their real work area must fit the reserve), then run() with the granted workspace on a
+// stream like enqueue -- and
 // compares the result with a direct convolution on the CPU (fftconv_reference.h):
 //   * every hpx_former_s18 stage shape (mode 2d) and hb_former_s18 stage shape (1d_bidir) at
 //     224 px, plus odd sizes, fp32 and fp16 I/O (tolerance 1e-4 / 1e-2 relative to the
@@ -216,7 +217,7 @@ std::string setup(Problem& p, Shape const& s, bool withKf, std::mt19937& rng)
     }
 
     // Workspace like getWorkspaceSize for a profile with max batch 8: buffers + the largest
-    // cuFFT work area of batch levels 1, 2, 4, 8 (cufftGetSizeMany, no plan made).
+    // cuFFT work area of batch levels 1, 2, 4, 8 (queryWorkBytes, no plan made).
     p.workTable.assign(static_cast<size_t>(planLevels(Problem::kMaxBatch)), 0);
     KernelResult const k = queryWorkBytes(g, static_cast<int32_t>(p.workTable.size()), p.workTable.data());
     if (!k.ok())
