@@ -650,6 +650,7 @@ class EngineRunner:
             raise EngineError(f"output shape {self.out_shape} is unresolved after setting the input shape")
         self.x.resize(shape)
         self.y.resize(self.out_shape)
+        self._host = host  # alive until the (asynchronous) copy has surely happened
         self.x.copy_from(host, stream=self.stream)
         for name, buf in ((self.input_name, self.x), (self.output_name, self.y)):
             if not self.context.set_tensor_address(name, buf.ptr):
