@@ -10,7 +10,6 @@ behaves like TensorRT 10.0-10.6 (a local function is inlined in preference to a 
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
 import subprocess

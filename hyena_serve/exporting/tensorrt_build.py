@@ -520,11 +520,17 @@ def _plugin_id(layer, trt) -> str | None:
     return None
 
 
+def _enum_name(value) -> str:
+    """``LayerType.PLUGIN_V3`` -> ``"PLUGIN_V3"`` (pybind11 enums have ``.name``)."""
+    name = getattr(value, "name", None)
+    return name if isinstance(name, str) else str(value).split(".")[-1]
+
+
 def layer_records(network, trt) -> list[LayerRecord]:
     records = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        kind = str(layer.type).split(".")[-1]
+        kind = _enum_name(layer.type)
         plugin = _plugin_id(layer, trt) if kind == "PLUGIN_V3" else None
         records.append(LayerRecord(layer.name, kind, plugin))
     return records
@@ -599,7 +605,7 @@ _NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "BF16": None, "INT32":
 
 def numpy_dtype(trt_dtype) -> np.dtype:
     """numpy dtype of a ``tensorrt.DataType`` (float32 and float16 are what engines here use)."""
-    name = str(trt_dtype).split(".")[-1]
+    name = _enum_name(trt_dtype)
     dtype = _NUMPY_DTYPES.get(name)
     if dtype is None:
         raise EngineError(f"engine I/O of type {name} is not supported here (float32 or float16 expected)")
@@ -621,7 +627,8 @@ class EngineRunner:
         self.cuda = cuda = cuda or import_cuda()
         if plugin_lib is not None:
             load_plugin(Path(plugin_lib), trt)
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.logger = trt.Logger(trt.Logger.WARNING)  # must outlive the runtime and engine
+        self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise EngineError("TensorRT could not deserialize the engine (another TensorRT version or GPU, "
@@ -672,6 +679,11 @@ class EngineRunner:
         return self.fetch()
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stream.synchronize()
+        # Context before engine before runtime, then the buffers the context pointed at.
+        for attr in ("context", "engine", "runtime"):
+            self.__dict__.pop(attr, None)
         for buf in (self.x, self.y):
             with contextlib.suppress(Exception):
                 buf.free()
