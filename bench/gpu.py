@@ -13,7 +13,8 @@ Op level, at the S18 stage shapes (hpx_former_s18: 2D filters K = 2H-1; hb_forme
 Model level (hpx_former_s18, hb_former_s18 at 224; batch 1, 8, 64; filters frozen at the
 resolution as served): ``eager fp32`` (the baseline), ``eager bf16`` and
 ``torch.compile fp32 (CUDA graphs)`` (``mode="reduce-overhead"``), and the TensorRT
-engines through :mod:`bench.tensorrt_engines` where ``tensorrt`` imports.
+engines through :mod:`bench.tensorrt_engines` where ``tensorrt`` imports (its plugin engine
+must be built, checked and timed, else the run fails).
 
 fp32 means fp32 here: TF32 is off for matmuls and cuDNN. Every alternative is checked
 against the baseline before it is timed; the alternatives of one comparison are timed
@@ -400,7 +401,7 @@ def bench_model(name: str, settings: GpuSettings, budget: Budget, cache_dir: Pat
         })
         log(f"  {name} B={batch}: " + ", ".join(f"{k} {s.median_ms:.2f} ms" for k, s in stats.items()))
     if settings.tensorrt:
-        entry["tensorrt"] = tensorrt_section(name, settings, cache_dir)
+        entry["tensorrt"] = tensorrt_section(name, settings, cache_dir, log)
         if "skipped" in entry["tensorrt"]:
             entry["skipped"]["TensorRT engines"] = entry["tensorrt"]["skipped"]
     else:
@@ -419,18 +420,22 @@ def tensorrt_status() -> str | None:
     return None
 
 
-def tensorrt_section(name: str, settings: GpuSettings, cache_dir: Path) -> dict:
-    """The TensorRT engines of :mod:`bench.tensorrt_engines` (via bench.model), or why not."""
+def tensorrt_section(name: str, settings: GpuSettings, cache_dir: Path, log=print) -> dict:
+    """The TensorRT engines of :mod:`bench.tensorrt_engines` (plugin / native DFT / GEMM
+    body, each checked against ONNX Runtime before it is timed), or why not. The plugin
+    library comes from ``$HYENA_FFTCONV_PLUGIN`` (see that module)."""
     why = tensorrt_status()
     if why is not None:
         return {"skipped": why}
-    from bench.model import ModelSettings, tensorrt_engines
+    from bench import tensorrt_engines
 
-    ms = ModelSettings(models=(name,), res=settings.res, batches=tuple(settings.batches), rounds=settings.rounds)
     try:
-        return tensorrt_engines(name, ms, cache_dir)
+        result = tensorrt_engines.run(name, settings.res, list(settings.batches), False, None, settings.rounds,
+                                      cache_dir, log=log)
     except Exception as exc:  # reported as an error of the run, with its reason
         return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
+    result.pop("environment", None)
+    return result
 
 
 def run_models(settings: GpuSettings, budget: Budget, cache_dir: Path, log) -> dict:
@@ -526,11 +531,24 @@ def _model_md(section: dict) -> list[str]:
     for entry in section["results"]:
         for b in entry["batches"]:
             notes += [f"- {entry['model']} B={b['batch']}: {k}: {v}" for k, v in b["notes"].items()]
-        trt = entry.get("tensorrt") or {}
-        if trt and "skipped" not in trt and "error" not in trt:
-            notes.append(f"- {entry['model']}: TensorRT engines: see `sections.model.results[].tensorrt` in "
-                         "results.json")
     lines += notes + ([""] if notes else [])
+    trt_rows, trt_notes = [], []
+    for entry in section["results"]:
+        trt = entry.get("tensorrt") or {}
+        for row in trt.get("rows") or []:
+            for name, st in row.get("stats", {}).items():
+                trt_rows.append([f"{entry['model']} @{entry['res']}", row["batch"], name, st.get("median_ms"),
+                                 st.get("p99_ms"), (row.get("time_vs_plugin") or {}).get(name)])
+        for key in ("engine_errors", "engine_skipped"):
+            for variant, why in (trt.get(key) or {}).items():
+                trt_notes.append(f"- {entry['model']}: TensorRT {variant}: {key.removeprefix('engine_')}: {why}")
+        if trt.get("error"):
+            trt_notes.append(f"- {entry['model']}: TensorRT engines: ERROR: {trt['error']}")
+    if trt_rows:
+        lines += ["### TensorRT engines (bench.tensorrt_engines, each checked against ONNX Runtime first)", ""]
+        lines += _table(["model", "batch", "engine / alternative", "p50 ms", "p99 ms", "time / plugin engine"],
+                        trt_rows)
+    lines += trt_notes + ([""] if trt_notes else [])
     return lines
 
 

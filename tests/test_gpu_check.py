@@ -337,7 +337,10 @@ def test_gpu_report_is_written_from_a_results_document(tmp_path):
         {"batch": b, "stats": {"eager fp32": stats(2.0 * b), "eager bf16": stats(1.0 * b)},
          "speedup_vs_baseline": {"eager fp32": 1.0, "eager bf16": 2.0},
          "throughput_img_s": {"eager fp32": 500.0, "eager bf16": 1000.0},
-         "memory": {"cuda_max_allocated_mb": 100.0}, "notes": {}} for b in (1, 8)]}
+         "memory": {"cuda_max_allocated_mb": 100.0}, "notes": {}} for b in (1, 8)],
+        "tensorrt": {"rows": [{"batch": 1, "stats": {"trt_plugin": stats(0.5), "trt_gemm": stats(1.0)},
+                               "time_vs_plugin": {"trt_plugin": 1.0, "trt_gemm": 2.0}}],
+                     "engine_skipped": {"native-dft": "TensorRT 10.9 cannot import ONNX DFT"}}}
     doc = {"command": "python -m bench gpu (synthetic test document)", "started": "now", "seconds": 1.0,
            "environment": environment(), "gpu": {"name": "none (synthetic)", "tf32": False},
            "sections": {"op": {"baseline": "torch fft_conv fp32", "results": [op_row]},
@@ -348,5 +351,26 @@ def test_gpu_report_is_written_from_a_results_document(tmp_path):
     md = paths["markdown"].read_text()
     assert "plugin kernels vs torch cuFFT fft_conv at 64×56² (2D, B=1, fp32): 2.00× (target ≥ 1.5×: met)" in md
     assert "TensorRT is not installed here" in md
+    assert "| hpx_former_s18 @224 | 1 | trt_gemm | 1.00 |" in md and "native-dft: skipped: TensorRT 10.9" in md
     assert json.loads(paths["json"].read_text())["headline"]
     assert (tmp_path / gpu.PLOTS["op"]).is_file() and (tmp_path / gpu.PLOTS["model"]).is_file()
+
+
+def test_summary_says_what_ran_passed_and_skipped(tmp_path, capsys):
+    args = gc.build_parser().parse_args(["--build-dir", str(tmp_path / "build")])
+    checker = gc.Checker(args)
+    steps = checker.steps
+    steps["build"].status, steps["build"].detail = "passed", "build/gpu-check/fftconv/fftconv_gpu_check"
+    steps["plugin"].status, steps["plugin"].detail = "passed", "120 passed, 0 failed"
+    steps["pytest"].status, steps["pytest"].detail = "passed", "40 passed, 0 failed, 0 errors, 12 skipped"
+    steps["pytest"].skips = ["12 tests: TensorRT Python package (tensorrt) is not installed"]
+    steps["bench"].status, steps["bench"].detail = "failed", "bench/out/gpu/report.md; errors in: op\nline two"
+    assert checker.summary("a GPU", 300.0) == 1
+    out = capsys.readouterr().out
+    assert "PASSED   plugin" in out and "FAILED   bench" in out and "         line two" in out
+    assert "  - pytest: 12 tests: TensorRT Python package (tensorrt) is not installed" in out
+    assert out.rstrip().endswith("gpu-check: FAILED (bench) in 5.0 min")
+    assert (tmp_path / "build" / "logs" / "summary.txt").read_text().strip() == out.strip()
+    steps["bench"].status = "passed"
+    assert checker.summary("a GPU", 300.0) == 0
+    assert capsys.readouterr().out.rstrip().endswith("gpu-check: PASSED in 5.0 min")
