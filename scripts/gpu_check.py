@@ -358,7 +358,7 @@ class Checker:
             step.status, step.detail = "failed", "not run: the build failed"
             return
         rc, out = run_logged([str(self.exe)], self.log_dir / "fftconv_gpu_check.log",
-                             timeout=self.timeout_for(120, 200), env=self.env)
+                             timeout=self.timeout_for(180, 200), env=self.env)
         counts = parse_check_counts(out)
         step.detail = f"{counts[0]} passed, {counts[1]} failed" if counts else "no 'N passed, M failed' line"
         if rc != 0:
@@ -394,6 +394,7 @@ class Checker:
     # step 4
     def bench(self, step: Step) -> None:
         out_dir = self.args.bench_out if self.args.bench_out.is_absolute() else ROOT / self.args.bench_out
+        (out_dir / "results.json").unlink(missing_ok=True)  # never read an earlier run's
         cmd = [sys.executable, "-m", "bench", "gpu", "--out", str(out_dir),
                "--budget-s", f"{max(self.remaining() - 20, 30):.0f}"]
         cmd += ["--plugin-exe", str(self.exe)] if self.exe is not None else ["--no-plugin"]
