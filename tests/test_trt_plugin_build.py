@@ -9,6 +9,9 @@ What runs on a CPU host:
   or standard paths): compiled, then linked with a mock plugin registry and run;
 - the CMake configure step finding TensorRT the way NVIDIA's wheels ship it (a versioned
   ``libnvinfer.so.11`` without headers, plus a separate include dir), with stand-in files;
+- the full CMake plugin build against real TensorRT headers (where present, as for the glue)
+  and a stub ``libnvinfer.so.<major>``
+  (linked with ``--no-undefined``, only the two entry points exported);
 - the no-TensorRT CMake build (``-DFFTCONV_WITH_TENSORRT=OFF``): the CUDA core library
   ``fftconv_cuda`` and the GPU check ``fftconv_gpu_check``, compiled and linked against
   libcufft (it needs a GPU to run: ``make gpu-check`` runs it).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -325,3 +329,45 @@ def test_cmake_builds_cuda_core_and_gpu_check_without_tensorrt(tmp_path):
         assert proc.stdout.strip().endswith(" 0 failed")
     # The CPU core test of the same build passes.
     assert "checks passed" in _run([build / "fftconv_core_test"]).stdout
+
+
+def test_cmake_builds_plugin_against_versioned_stub_libnvinfer(tmp_path):
+    """The full plugin build with a wheel-style TensorRT: real TensorRT headers (TensorRT OSS
+    include/, when present), and a stub libnvinfer.so.11 (soname libnvinfer.so.11, only the
+    two registry symbols the plugin imports) found under TENSORRT_ROOT. The plugin links
+    with -Wl,--no-undefined, records libnvinfer.so.11 and exports only its two entry points."""
+    trt_inc, tried = _tensorrt_include()
+    if trt_inc is None:
+        pytest.skip(f"TensorRT headers not installed: NvInfer.h not found in {tried} "
+                    "(set TENSORRT_ROOT or TensorRT_INCLUDE_DIR)")
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ not installed")
+    cmake, flags = _cmake_prereqs()
+    if "-DCUFFT_LIBRARY" not in " ".join(flags):
+        pytest.skip("libcufft.so not found next to cufft.h: cannot link")
+    version = (trt_inc / "NvInferVersion.h").read_text() if (trt_inc / "NvInferVersion.h").exists() else ""
+    found = re.search(r"#define (?:TRT_MAJOR_ENTERPRISE|NV_TENSORRT_MAJOR) +(\d+)", version)
+    major = found.group(1) if found else "10"
+    root = tmp_path / "trt"
+    (root / "lib").mkdir(parents=True)
+    stub = tmp_path / "stub.cpp"
+    stub.write_text(
+        "namespace nvinfer1 { class IPluginRegistry; class ILogger; }\n"
+        'extern "C" nvinfer1::IPluginRegistry* getPluginRegistry() noexcept { return nullptr; }\n'
+        'extern "C" nvinfer1::ILogger* getLogger() noexcept { return nullptr; }\n')
+    lib = root / "lib" / f"libnvinfer.so.{major}"
+    _run([cxx, "-shared", "-fPIC", f"-Wl,-soname,libnvinfer.so.{major}", stub, "-o", lib])
+    build = tmp_path / "build"
+    _run([cmake, "-S", PLUGIN_DIR, "-B", build, *flags, f"-DTENSORRT_ROOT={root}",
+          f"-DTensorRT_INCLUDE_DIR={trt_inc}"])
+    assert Path(_cache(build)["TensorRT_LIBRARY"]) == lib
+    _run([cmake, "--build", build, "-j2", "--target", "hyena_fftconv_plugin"])
+    so = build / "libhyena_fftconv_plugin.so"
+    assert so.exists()
+    if shutil.which("readelf"):
+        assert f"[libnvinfer.so.{major}]" in _run(["readelf", "-d", so]).stdout
+    if shutil.which("nm"):
+        exported = {line.split()[-1] for line in _run(["nm", "-D", "--defined-only", so]).stdout.splitlines()
+                    if " T " in line}
+        assert exported == {"getCreators", "setLoggerFinder"}
