@@ -126,14 +126,18 @@ def run(model_name: str, res: int, batches: list[int], fp16: bool, plugin_lib: s
         result["skipped"] = str(exc)
         return result
     result["tensorrt"] = trt.__version__
-    from hyena_serve.artifact import ModelSpec, build_artifact
+    from hyena_serve.artifact import ArtifactError, ModelSpec, build_artifact
 
-    spec = ModelSpec.of(model_name, res, weights, seed)
     profile = trtb.BatchProfile(min(batches), max(batches), max(batches))
     engine_errors: dict[str, str] = {}
     engine_skipped: dict[str, str] = {}
     engines: dict[str, tuple[bytes, object]] = {}
-    reference = build_artifact(spec, out_dir / "artifacts", body="matmul", precision="fp32", progress=False)
+    try:
+        spec = ModelSpec.of(model_name, res, weights, seed)
+        reference = build_artifact(spec, out_dir / "artifacts", body="matmul", precision="fp32", progress=False)
+    except (ArtifactError, ImportError, ValueError, RuntimeError) as exc:
+        result["error"] = f"the float32 export (the reference) failed: {exc}"
+        return result
     for variant in trtb.VARIANTS:
         try:
             precision = trtb.choose_precision(trt, fp16=fp16)

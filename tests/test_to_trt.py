@@ -346,6 +346,13 @@ class FakeCuda:
                 ref._obj.value = cuda.devices
                 return 0 if cuda.devices else 100
 
+            def __getattr__(self, name):  # cudaEvent*, cudaStreamSynchronize: succeed, 1 ms
+                def call(*args):
+                    if name == "cudaEventElapsedTime":
+                        args[0]._obj.value = 1.0
+                    return 0
+                return call
+
         class Wrapper:
             handle = Runtime()
 
@@ -912,3 +919,39 @@ def test_bench_cuda_event_timer_checks_every_call():
     broken = bench.CudaEvents(SimpleNamespace(wrapper=lambda: SimpleNamespace(handle=Failing())))
     with pytest.raises(RuntimeError, match="cudaEventSynchronize failed with CUDA error 700"):
         broken.time(lambda: None, 0x10, reps=1, warmup=0)
+
+
+def test_bench_checks_every_engine_before_timing_it_and_fails_on_a_wrong_plugin(tmp_path, fake_plugin, monkeypatch):
+    from bench import tensorrt_engines as bench
+    from hyena_serve import artifact as artifacts
+
+    tiny_onnx = tmp_path / "tiny16.onnx"
+    onnx.save_model(_tiny_classifier(res=16), str(tiny_onnx))
+    art = SimpleNamespace(onnx_path=tiny_onnx)
+    monkeypatch.setattr(artifacts, "build_artifact", lambda *a, **k: art)
+    monkeypatch.setenv(trtb.PLUGIN_LIB_ENV, str(fake_plugin))
+    quiet = lambda m: None  # noqa: E731
+
+    def bench_run(trt, cuda):
+        _install_fakes(monkeypatch, trt, cuda)
+        return bench.run("tiny", 16, [1, 2], False, None, 3, tmp_path, with_torch=False, log=quiet)
+
+    cuda = FakeCuda()
+    good = bench_run(make_fake_trt(tiny_onnx, version="11.4.0", cuda=cuda), cuda)
+    assert "error" not in good and bench.exit_status(good) == 0, good.get("engine_errors")
+    for row in good["rows"]:
+        assert {"trt_plugin", "trt_gemm", "trt_native-dft"} <= set(row["stats"]) and row["time_vs_plugin"]
+        assert all("top-1" in c for c in row["checks"].values())
+
+    cuda = FakeCuda()
+    wrong = bench_run(make_fake_trt(tiny_onnx, version="11.4.0", perturb=0.5, cuda=cuda), cuda)
+    assert bench.exit_status(wrong) == bench.EXIT_FAILED and "plugin" in wrong["error"]
+    assert all(not row["stats"] for row in wrong["rows"]), "an engine that disagrees is never timed"
+
+    cuda = FakeCuda()
+    old = bench_run(make_fake_trt(tiny_onnx, version="10.8.0", cuda=cuda), cuda)
+    assert "native-dft" in old["engine_skipped"] and bench.exit_status(old) == 0
+
+    monkeypatch.setattr(trtb, "import_tensorrt", lambda: (_ for _ in ()).throw(trtb.TensorRTUnavailable("none")))
+    missing = bench.run("tiny", 16, [1], False, None, 3, tmp_path, with_torch=False, log=quiet)
+    assert bench.exit_status(missing) == bench.EXIT_UNAVAILABLE and missing["skipped"] == "none"
