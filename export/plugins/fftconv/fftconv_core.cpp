@@ -494,6 +494,23 @@ WorkspaceLayout workspaceLayout(Geometry const& g, size_t cufftWorkBytes) noexce
     return w;
 }
 
+Result checkWorkspace(Geometry const& g, size_t cufftWorkBytes, size_t available, std::uintptr_t address)
+{
+    size_t const need = workspaceLayout(g, cufftWorkBytes).totalBytes;
+    if (available < need)
+    {
+        return Result::error(Status::kInvalidShape,
+            "workspace of " + std::to_string(available) + " bytes is smaller than the " + std::to_string(need)
+                + " this batch needs (buffers + " + std::to_string(cufftWorkBytes) + " bytes of cuFFT work area)");
+    }
+    if (need > 0 && address % kWorkspaceAlignment != 0)
+    {
+        return Result::error(Status::kInvalidShape,
+            "workspace is not " + std::to_string(kWorkspaceAlignment) + "-byte aligned");
+    }
+    return Result::success();
+}
+
 size_t workspaceBytesPerBatchItem(Geometry const& g) noexcept
 {
     Geometry one = g;

@@ -207,6 +207,10 @@ struct WorkspaceLayout
     size_t totalBytes{0};
 };
 WorkspaceLayout workspaceLayout(Geometry const& g, size_t cufftWorkBytes = 0) noexcept;
+//! The check run() makes before launching anything: the workspace handed over (`available`
+//! bytes at address `address`) must hold workspaceLayout(g, cufftWorkBytes) and be aligned.
+//! kInvalidShape with the sizes in the message when it does not.
+Result checkWorkspace(Geometry const& g, size_t cufftWorkBytes, size_t available, std::uintptr_t address);
 //! Workspace bytes of the real + complex buffers per batch item (one image: C signals).
 size_t workspaceBytesPerBatchItem(Geometry const& g) noexcept;
 

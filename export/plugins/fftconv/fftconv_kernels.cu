@@ -480,13 +480,17 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
         return invalid("run: cuFFT plans missing or stale (onShapeChange not called?)");
     }
     WorkspaceLayout const w = workspaceLayout(g, workBytes);
-    if (a.workspaceBytes < w.totalBytes)
+    bool wsOk = false;
+    try
     {
-        return invalid("run: workspace too small for this batch and its cuFFT work area");
+        wsOk = checkWorkspace(g, workBytes, a.workspaceBytes, reinterpret_cast<uintptr_t>(a.workspace)).ok();
     }
-    if (reinterpret_cast<uintptr_t>(a.workspace) % kWorkspaceAlignment != 0)
+    catch (...) // the message string could not be allocated: still refuse
     {
-        return invalid("run: workspace misaligned");
+    }
+    if (!wsOk)
+    {
+        return invalid("run: workspace too small for this batch and its cuFFT work area, or misaligned");
     }
     if (reinterpret_cast<uintptr_t>(a.kf) % alignof(float2) != 0)
     {

@@ -248,12 +248,19 @@ void testGeometryWorkspaceAndPlanKey()
     CHECK(ww.totalBytes == w.totalBytes + 1024 && ww.workOffset % kWorkspaceAlignment == 0);
     CHECK(workspaceLayout(g, 0).totalBytes == w.totalBytes && workspaceLayout(g, 0).workBytes == 0);
     CHECK(workspaceLayout(g, 256).workBytes == 256);
+    // The check run() makes: one byte short or a misaligned base is refused.
+    CHECK_STATUS(checkWorkspace(g, 1000, ww.totalBytes, 4096), Status::kOk);
+    CHECK_STATUS(checkWorkspace(g, 1000, ww.totalBytes - 1, 4096), Status::kInvalidShape);
+    CHECK_STATUS(checkWorkspace(g, 1000, w.totalBytes, 4096), Status::kInvalidShape); // no room for cuFFT
+    CHECK_STATUS(checkWorkspace(g, 0, w.totalBytes, 4096), Status::kOk);
+    CHECK_STATUS(checkWorkspace(g, 0, w.totalBytes, 4096 + 128), Status::kInvalidShape);
 
     // Empty batch plans fine (nothing to launch); bad dims do not.
     int64_t const xEmpty[4] = {0, 64, 56, 56};
     CHECK_STATUS(planGeometry(a, xEmpty, g2), Status::kOk);
     CHECK(g2.signals() == 0 && workspaceLayout(g2).totalBytes == 0);
     CHECK(workspaceLayout(g2, 4096).totalBytes == 0); // no signals: no cuFFT call, no work area
+    CHECK_STATUS(checkWorkspace(g2, 4096, 0, 0), Status::kOk);
     int64_t const xNeg[4] = {-1, 64, 56, 56};
     CHECK_STATUS(planGeometry(a, xNeg, g2), Status::kInvalidShape);
     int64_t const xTooBig[4] = {1, 64, 60, 56};
