@@ -96,6 +96,7 @@ class Budget:
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
         self.started = time.monotonic()
+        self.compile_estimate = 60.0  # seconds; the last compile's time once one ran
 
     def left(self) -> float:
         return float("inf") if self.seconds is None else self.seconds - (time.monotonic() - self.started)
@@ -326,52 +327,61 @@ def _served(model, res: int, dtype, device: str):
     return m
 
 
-def bench_model(name: str, settings: GpuSettings, budget: Budget, cache_dir: Path, log) -> dict:
-    import torch
+class ModelRun:
+    """One model at the model level: its fp32 and bf16 served copies, their compiled forms
+    (one compile and CUDA graph per batch size) and its entry of the report."""
 
-    from bench.model import build, example_input
-    from bench.timing import compare, peak_memory, ratios
+    def __init__(self, name: str, settings: GpuSettings) -> None:
+        import torch
 
-    entry: dict = {"model": name, "res": settings.res, "baseline": MODEL_BASELINE, "batches": [], "notes": {},
-                   "skipped": {}}
-    base = build(name, settings.res, {})
-    entry["params_m"] = round(sum(p.numel() for p in base.parameters()) / 1e6, 2)
-    m32 = _served(base, settings.res, torch.float32, DEVICE)
-    m16 = _served(base, settings.res, torch.bfloat16, DEVICE) if settings.bf16 else None
-    compiled, compiled16 = None, None
-    compile_estimate = 60.0
-    for batch in settings.batches:
-        x = example_input(batch, settings.res).to(DEVICE)
+        from bench.model import build
+
+        self.name, self.settings = name, settings
+        self.entry: dict = {"model": name, "res": settings.res, "baseline": MODEL_BASELINE, "batches": [],
+                            "notes": {}, "skipped": {}, "errors": {}}
+        base = build(name, settings.res, {})
+        self.entry["params_m"] = round(sum(p.numel() for p in base.parameters()) / 1e6, 2)
+        self.models = {COMPILED: _served(base, settings.res, torch.float32, DEVICE)}
+        if settings.bf16:
+            self.models[COMPILED_BF16] = _served(base, settings.res, torch.bfloat16, DEVICE)
+        self.compiled: dict[str, Callable] = {}
+
+    def bench_batch(self, batch: int, budget: Budget, log) -> None:
+        import torch
+
+        from bench.model import example_input
+        from bench.timing import compare, peak_memory, ratios
+
+        s, entry = self.settings, self.entry
+        m32, m16 = self.models[COMPILED], self.models.get(COMPILED_BF16)
+        x = example_input(batch, s.res).to(DEVICE)
         xb = x.to(torch.bfloat16)
-        alternatives: dict[str, Callable[[], object]] = {MODEL_BASELINE: lambda x=x: m32(x)}
+        alternatives: dict[str, Callable[[], object]] = {MODEL_BASELINE: lambda: m32(x)}
         notes: dict[str, str] = {}
         torch.cuda.reset_peak_memory_stats()
         with torch.inference_mode():
             ref = m32(x).float()
+            refs = {COMPILED: ref}
             if m16 is not None:
                 y16 = m16(xb).float()
+                refs[COMPILED_BF16] = y16
                 diff = (y16 - ref).abs().max().item()
                 agree = (y16.argmax(-1) == ref.argmax(-1)).float().mean().item()
                 notes[EAGER_BF16] = (f"max |logits - fp32 logits| {diff:.3g} (fp32 logits up to "
                                      f"{ref.abs().max().item():.3g}), top-1 agreement {agree:.0%}")
-                alternatives[EAGER_BF16] = lambda xb=xb: m16(xb)
-            for label, wanted, model, inp in ((COMPILED, settings.compile, m32, x),
-                                              (COMPILED_BF16, settings.compile_bf16, m16, xb)):
-                if not wanted or model is None:
+                alternatives[EAGER_BF16] = lambda: m16(xb)
+            for label, wanted, inp in ((COMPILED, s.compile, x), (COMPILED_BF16, s.compile_bf16, xb)):
+                if not wanted or label not in self.models:
                     continue
-                if not budget.allows(compile_estimate + 15):
+                if not budget.allows(budget.compile_estimate + 15):
                     entry["skipped"][f"{label} B={batch}"] = (
-                        f"time budget: {max(budget.left(), 0):.0f} s left, a compile took ~{compile_estimate:.0f} s")
+                        f"time budget: {max(budget.left(), 0):.0f} s left, a compile took "
+                        f"~{budget.compile_estimate:.0f} s")
                     continue
-                fn = compiled if label == COMPILED else compiled16
-                if fn is None:
-                    fn = torch.compile(model, mode="reduce-overhead", dynamic=False)
-                    if label == COMPILED:
-                        compiled = fn
-                    else:
-                        compiled16 = fn
+                if label not in self.compiled:
+                    self.compiled[label] = torch.compile(self.models[label], mode="reduce-overhead", dynamic=False)
 
-                def call(fn=fn, inp=inp):
+                def call(fn=self.compiled[label], inp=inp):
                     torch.compiler.cudagraph_mark_step_begin()
                     return fn(inp)
 
@@ -380,40 +390,45 @@ def bench_model(name: str, settings: GpuSettings, budget: Budget, cache_dir: Pat
                     for _ in range(3):  # compile, CUDA graph warm-up, record
                         y = call()
                     torch.cuda.synchronize()
-                except Exception as exc:  # reported (an error of the run), the other alternatives still timed
-                    entry.setdefault("errors", {})[f"{label} B={batch}"] = (
+                except Exception as exc:  # an error of the run; the other alternatives are still timed
+                    entry["errors"][f"{label} B={batch}"] = (
                         f"torch.compile failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
                     continue
                 seconds = time.perf_counter() - started
-                compile_estimate = max(seconds, 10.0)
-                ref_l = ref if label == COMPILED else y16
-                err = ((y.float() - ref_l).abs().max() / ref_l.abs().max()).item()
+                budget.compile_estimate = max(seconds, 10.0)
+                err = ((y.float() - refs[label]).abs().max() / refs[label].abs().max()).item()
                 tol = COMPILE_TOL if label == COMPILED else 5e-2
                 notes[label] = f"compiled + captured in {seconds:.1f} s; rel. error vs eager {err:.1e}"
                 if not err <= tol:
-                    entry.setdefault("errors", {})[f"{label} B={batch}"] = f"relative error {err:.2e} vs eager"
+                    entry["errors"][f"{label} B={batch}"] = f"relative error {err:.2e} vs eager: not timed"
                     continue
                 alternatives[label] = call
-            stats = compare(alternatives, rounds=settings.rounds, warmup=settings.warmup,
-                            max_seconds=settings.max_seconds, cuda=True)
+            stats = compare(alternatives, rounds=s.rounds, warmup=s.warmup, max_seconds=s.max_seconds, cuda=True)
         entry["batches"].append({
             "batch": batch,
-            "stats": {k: s.as_dict() for k, s in stats.items()},
+            "stats": {k: st.as_dict() for k, st in stats.items()},
             "speedup_vs_baseline": ratios(stats, MODEL_BASELINE),
-            "throughput_img_s": {k: batch / (s.median_ms / 1e3) for k, s in stats.items()},
+            "throughput_img_s": {k: batch / (st.median_ms / 1e3) for k, st in stats.items()},
             "memory": peak_memory(cuda=True),
             "notes": notes,
         })
-        log(f"  {name} B={batch}: " + ", ".join(f"{k} {s.median_ms:.2f} ms" for k, s in stats.items()))
-    if settings.tensorrt:
-        entry["tensorrt"] = tensorrt_section(name, settings, cache_dir, log)
-        if "skipped" in entry["tensorrt"]:
-            entry["skipped"]["TensorRT engines"] = entry["tensorrt"]["skipped"]
-    else:
-        entry["skipped"]["TensorRT engines"] = "--no-tensorrt"
-    del m32, m16, compiled, compiled16
-    torch.cuda.empty_cache()
-    return entry
+        log(f"  {self.name} B={batch}: " + ", ".join(f"{k} {st.median_ms:.2f} ms" for k, st in stats.items()))
+
+    def finish(self, cache_dir: Path, log) -> dict:
+        """Drop the torch models, then the TensorRT engines (their own process memory)."""
+        import torch
+
+        self.models.clear()
+        self.compiled.clear()
+        torch.cuda.empty_cache()
+        entry = self.entry
+        if self.settings.tensorrt:
+            entry["tensorrt"] = tensorrt_section(self.name, self.settings, cache_dir, log)
+            if "skipped" in entry["tensorrt"]:
+                entry["skipped"]["TensorRT engines"] = entry["tensorrt"]["skipped"]
+        else:
+            entry["skipped"]["TensorRT engines"] = "--no-tensorrt"
+        return entry
 
 
 def tensorrt_status() -> str | None:
@@ -444,15 +459,23 @@ def tensorrt_section(name: str, settings: GpuSettings, cache_dir: Path, log=prin
 
 
 def run_models(settings: GpuSettings, budget: Budget, cache_dir: Path, log) -> dict:
-    results, errors = [], {}
+    """Batch-major (every model at batch 1, then at 8, ...), so a spent compile budget costs
+    the largest batches of all models rather than every batch of the last model."""
+    runs = []
     for name in settings.models:
         log(f"  model {name} @ {settings.res}")
-        entry = bench_model(name, settings, budget, cache_dir, log)
+        runs.append(ModelRun(name, settings))
+    for batch in settings.batches:
+        for run in runs:
+            run.bench_batch(batch, budget, log)
+    results, errors = [], {}
+    for run in runs:
+        entry = run.finish(cache_dir, log)
         results.append(entry)
-        for key, why in entry.get("errors", {}).items():
-            errors[f"{name} {key}"] = why
+        for key, why in entry["errors"].items():
+            errors[f"{entry['model']} {key}"] = why
         if "error" in entry.get("tensorrt", {}):
-            errors[f"{name} TensorRT engines"] = entry["tensorrt"]["error"]
+            errors[f"{entry['model']} TensorRT engines"] = entry["tensorrt"]["error"]
     return {"baseline": MODEL_BASELINE, "res": settings.res, "batches": list(settings.batches),
             "results": results, "errors": errors,
             "filters": "frozen at the resolution (the served model); bf16: the model cast to bfloat16, then frozen",
