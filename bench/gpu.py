@@ -450,8 +450,10 @@ def tensorrt_section(name: str, settings: GpuSettings, cache_dir: Path, log=prin
     from bench import tensorrt_engines
 
     try:
+        # with_torch=False: torch eager and torch.compile at these batch sizes are timed above
+        # in this run (a second set of compiles would only cost time)
         result = tensorrt_engines.run(name, settings.res, list(settings.batches), False, None, settings.rounds,
-                                      cache_dir, log=log)
+                                      cache_dir, with_torch=False, log=log)
     except Exception as exc:  # reported as an error of the run, with its reason
         return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
     result.pop("environment", None)
@@ -563,10 +565,14 @@ def _model_md(section: dict) -> list[str]:
     trt_rows, trt_notes = [], []
     for entry in section["results"]:
         trt = entry.get("tensorrt") or {}
+        eager = {b["batch"]: b["stats"][MODEL_BASELINE]["median_ms"] for b in entry["batches"]
+                 if MODEL_BASELINE in b["stats"]}
         for row in trt.get("rows") or []:
             for name, st in row.get("stats", {}).items():
+                base = eager.get(row["batch"])
                 trt_rows.append([f"{entry['model']} @{entry['res']}", row["batch"], name, st.get("median_ms"),
-                                 st.get("p99_ms"), (row.get("time_vs_plugin") or {}).get(name)])
+                                 st.get("p99_ms"), (row.get("time_vs_plugin") or {}).get(name),
+                                 base / st["median_ms"] if base and st.get("median_ms") else None])
         for key in ("engine_errors", "engine_skipped"):
             for variant, why in (trt.get(key) or {}).items():
                 trt_notes.append(f"- {entry['model']}: TensorRT {variant}: {key.removeprefix('engine_')}: {why}")
@@ -574,8 +580,8 @@ def _model_md(section: dict) -> list[str]:
             trt_notes.append(f"- {entry['model']}: TensorRT engines: ERROR: {trt['error']}")
     if trt_rows:
         lines += ["### TensorRT engines (bench.tensorrt_engines, each checked against ONNX Runtime first)", ""]
-        lines += _table(["model", "batch", "engine / alternative", "p50 ms", "p99 ms", "time / plugin engine"],
-                        trt_rows)
+        lines += _table(["model", "batch", "engine", "p50 ms", "p99 ms", "time / plugin engine",
+                         "× vs eager fp32 (above)"], trt_rows)
     lines += trt_notes + ([""] if trt_notes else [])
     return lines
 

@@ -351,7 +351,8 @@ def test_gpu_report_is_written_from_a_results_document(tmp_path):
     md = paths["markdown"].read_text()
     assert "plugin kernels vs torch cuFFT fft_conv at 64×56² (2D, B=1, fp32): 2.00× (target ≥ 1.5×: met)" in md
     assert "TensorRT is not installed here" in md
-    assert "| hpx_former_s18 @224 | 1 | trt_gemm | 1.00 |" in md and "native-dft: skipped: TensorRT 10.9" in md
+    assert "| hpx_former_s18 @224 | 1 | trt_gemm | 1.00 | 1.00 | 2.00 | 2.00 |" in md  # eager fp32 B=1: 2 ms
+    assert "native-dft: skipped: TensorRT 10.9" in md
     assert json.loads(paths["json"].read_text())["headline"]
     assert (tmp_path / gpu.PLOTS["op"]).is_file() and (tmp_path / gpu.PLOTS["model"]).is_file()
 
