@@ -278,33 +278,48 @@ nvinfer1::IPluginCapability* FFTConvPlugin::getCapabilityInterface(nvinfer1::Plu
     return nullptr;
 }
 
+FFTConvPlugin::RuntimeState FFTConvPlugin::runtimeState() const noexcept
+{
+    RuntimeState s;
+    s.geom = mGeom;
+    std::copy(mXDims, mXDims + 4, s.xDims);
+    s.io = mIo;
+    s.grantedBytes = mGrantedBytes;
+    s.valid = mGeomValid;
+    return s;
+}
+
+KernelResult FFTConvPlugin::adoptRuntimeState(RuntimeState const& state) noexcept
+{
+    mGeom = state.geom;
+    std::copy(state.xDims, state.xDims + 4, mXDims);
+    mIo = state.io;
+    mGrantedBytes = state.grantedBytes;
+    mGeomValid = false;
+    if (!state.valid)
+    {
+        return KernelResult{};
+    }
+    KernelResult const k = ensurePlans(mGeom, mPlans);
+    mGeomValid = k.ok();
+    return k;
+}
+
 nvinfer1::IPluginV3* FFTConvPlugin::clone() noexcept
 {
     return guarded(mRecorder, "clone", static_cast<nvinfer1::IPluginV3*>(nullptr), [&]() -> nvinfer1::IPluginV3* {
         auto* p = new FFTConvPlugin(mAttrs, mLayerName);
         p->mRecorder = mRecorder;
-        // The configured state travels with the clone: geometry, X dims, I/O type, validity,
-        // the workspace grant and the work table. cuFFT handles are per instance, so a
+        // The configured state travels with the clone (geometry, X dims, I/O type, workspace
+        // grant, validity) and so does the work table. cuFFT handles are per instance: a
         // configured clone makes its own plans now (outside enqueue); if that fails it stays
         // unconfigured and enqueue refuses until the next onShapeChange.
-        p->mGeom = mGeom;
-        std::copy(mXDims, mXDims + 4, p->mXDims);
-        p->mIo = mIo;
-        p->mGrantedBytes = mGrantedBytes;
         p->mWorkTable = mWorkTable;
-        p->mGeomValid = false;
-        if (mGeomValid)
+        KernelResult const k = p->adoptRuntimeState(runtimeState());
+        if (!k.ok())
         {
-            KernelResult const k = ensurePlans(mGeom, p->mPlans);
-            if (k.ok())
-            {
-                p->mGeomValid = true;
-            }
-            else
-            {
-                report(ErrorCode::kFAILED_INITIALIZATION,
-                    "clone: cuFFT plan creation failed (" + kernelMessage(k) + "); the clone needs onShapeChange");
-            }
+            report(ErrorCode::kFAILED_INITIALIZATION,
+                "clone: cuFFT plan creation failed (" + kernelMessage(k) + "); the clone needs onShapeChange");
         }
         return p;
     });

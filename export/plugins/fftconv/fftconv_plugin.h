@@ -77,12 +77,21 @@ public:
     //! workReserveFor in fftconv_core.h); restored from the engine by createPlugin.
     std::vector<int64_t> const& workTable() const noexcept { return mWorkTable; }
     void setWorkTable(std::vector<int64_t> table) { mWorkTable = std::move(table); }
-    //! Configured state, for tests: geometry valid after onShapeChange, and its I/O type.
+    //! What onShapeChange configured (and clone() copies).
+    struct RuntimeState
+    {
+        Geometry geom{};
+        int64_t xDims[4]{0, 0, 0, 0};
+        IoType io{IoType::kFloat32};
+        size_t grantedBytes{0}; //!< workspace bytes TensorRT is known to provide for xDims
+        bool valid{false};      //!< set by a successful onShapeChange; enqueue needs it
+    };
+    RuntimeState runtimeState() const noexcept;
+    //! Takes over a configured state, as clone() does: copies it and, if it is valid, makes
+    //! this instance's own cuFFT plans (handles are never shared); if that fails the state is
+    //! kept but marked invalid, and enqueue refuses until the next onShapeChange.
+    KernelResult adoptRuntimeState(RuntimeState const& state) noexcept;
     bool configured() const noexcept { return mGeomValid; }
-    Geometry const& geometry() const noexcept { return mGeom; }
-    IoType ioType() const noexcept { return mIo; }
-    //! Workspace bytes TensorRT is known to provide for the configured shape.
-    size_t grantedWorkspaceBytes() const noexcept { return mGrantedBytes; }
 
 private:
     void report(nvinfer1::ErrorCode code, std::string const& msg) const noexcept;

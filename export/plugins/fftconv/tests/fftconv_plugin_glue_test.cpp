@@ -12,6 +12,7 @@
 #include "fftconv_plugin.h"
 #include "test_check.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -19,6 +20,8 @@
 
 using namespace nvinfer1;
 using namespace hyena::fftconv;
+
+#define CHECK_STATUS_OK(expr) CHECK((expr).ok())
 
 namespace
 {
@@ -380,6 +383,40 @@ int main()
         CHECK(!c->configured() && !p3plugin->configured());
     }
     delete cl;
+    {
+        // A configured state (as onShapeChange leaves it: batch 2 of the 64x56x56 fp16 layer)
+        // is copied by clone(). Validity needs the clone's own cuFFT plans, so it only holds
+        // where a GPU is present; everything else is copied on any host.
+        auto* src = static_cast<FFTConvPlugin*>(creator->createPlugin("configured", &fc, TensorRTPhase::kRUNTIME));
+        CHECK(src != nullptr);
+        if (src != nullptr)
+        {
+            FFTConvPlugin::RuntimeState st;
+            int64_t const xd[4] = {2, 64, 56, 56};
+            CHECK_STATUS_OK(planGeometry(src->attributes(), xd, st.geom));
+            std::copy(xd, xd + 4, st.xDims);
+            st.io = IoType::kFloat16;
+            st.grantedBytes = 123456;
+            st.valid = true;
+            KernelResult const adopted = src->adoptRuntimeState(st);
+            src->setWorkTable({512, 1024});
+            auto* cc = static_cast<FFTConvPlugin*>(src->clone());
+            CHECK(cc != nullptr);
+            if (cc != nullptr)
+            {
+                FFTConvPlugin::RuntimeState const got = cc->runtimeState();
+                CHECK(got.geom.batch == 2 && got.geom.channels == 64 && got.geom.fftRows == 112
+                    && got.geom.cropCol == 55 && got.geom.scale == st.geom.scale);
+                CHECK(std::equal(xd, xd + 4, got.xDims));
+                CHECK(got.io == IoType::kFloat16 && got.grantedBytes == 123456);
+                CHECK(got.valid == adopted.ok() && got.valid == src->configured());
+                CHECK(cc->workTable() == (std::vector<int64_t>{512, 1024}));
+                std::printf("clone of a configured plugin on this host: valid=%d\n", got.valid ? 1 : 0);
+            }
+            delete cc;
+            delete src;
+        }
+    }
     MockRecorder recorder;
     MockContext ctx(&recorder);
     IPluginV3* attached = rt->attachToContext(&ctx);
@@ -416,9 +453,9 @@ int main()
             // A clone of a configured plugin is configured the same way (with its own plans).
             IPluginV3* cc = attached->clone();
             auto const* c = static_cast<FFTConvPlugin const*>(cc);
-            CHECK(c != nullptr && c->configured() && c->ioType() == ap->ioType()
-                && c->geometry().batch == ap->geometry().batch && c->geometry().fftCols == ap->geometry().fftCols
-                && c->grantedWorkspaceBytes() == ap->grantedWorkspaceBytes());
+            CHECK(c != nullptr && c->configured() && c->runtimeState().io == ap->runtimeState().io
+                && c->runtimeState().geom.batch == ap->runtimeState().geom.batch
+                && c->runtimeState().grantedBytes == ap->runtimeState().grantedBytes);
             delete cc;
         }
         delete attached;
