@@ -145,7 +145,8 @@ def build_served_model(spec: ModelSpec, manifest: Manifest | None = None):
         try:
             load_checkpoint(model, resolved.path)
         except (CheckpointMismatchError, ValueError, TypeError, RuntimeError) as exc:
-            raise ArtifactError(f"{resolved.info.source}: {str(exc).splitlines()[0]}") from None
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise ArtifactError(f"{resolved.info.source}: {detail[:600]}") from None
     model.eval()
     try:
         freeze_filters(model, manifest.resolution)

@@ -144,6 +144,7 @@ class _NotInRepo(Exception):
 def _download(repo: str, filename: str, revision: str) -> Path:
     from huggingface_hub import hf_hub_download
 
+    _probe(repo, filename, revision)
     try:
         return Path(hf_hub_download(repo, filename, revision=revision, library_name="hyena_serve",
                                     library_version=__version__))
@@ -181,6 +182,25 @@ def _hub_download(repo: str, filename: str, revision: str) -> Path:
     except (HfHubHTTPError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"downloading {where} failed: {first}") from None
+
+
+def _probe(repo: str, filename: str, revision: str) -> None:
+    """Fail fast when the file is not cached and the Hub does not answer: the client would
+    retry a failed first download with backoff for half a minute, on every start of a
+    machine that simply has no route to the Hub."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
+        return
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, filename, revision=revision), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except HfHubHTTPError:
+        return  # the Hub answered: hf_hub_download raises the precise error
+    except Exception as exc:  # noqa: BLE001  (connection refused, DNS, timeout: all mean "unreachable")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{repo}@{revision}/{filename} is not in the local Hugging Face cache and the Hub "
+                           f"cannot be reached ({reason})") from None
 
 
 def _drop_incomplete(repo: str) -> None:

@@ -681,11 +681,7 @@ def _extras() -> set[str]:
 
 
 # The `tensorrt` extra (onnx, onnxruntime, polygraphy, scikit-image; no torch) is the triton
-# image's whole Python side; until pyproject.toml defines it this test is an expected failure
-# that says so (it turns into a plain pass, strictly, once the extra exists).
-@pytest.mark.xfail("tensorrt" not in _extras(), strict=True,
-                   reason="pyproject.toml has no `tensorrt` extra yet: the triton image would lack onnx, "
-                          "onnxruntime and polygraphy")
+# image's whole Python side, `gateway` the gateway image's.
 def test_extras_the_dockerfile_installs_exist():
     extras = _extras()
     named = set(re.findall(r'"\.\[([a-z0-9_,-]+)\]"', DOCKERFILE.read_text()))

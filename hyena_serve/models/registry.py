@@ -43,16 +43,25 @@ def get_model_config(name: str) -> ModelConfig:
     return DEFAULT_CFGS[name]
 
 
-def create_model(name: str, *, checkpoint_path: str | PathLike | None = None, **kwargs) -> nn.Module:
+def create_model(name: str, *, pretrained: bool = False, checkpoint_path: str | PathLike | None = None,
+                 **kwargs) -> nn.Module:
     """Build a registered model.
 
     Keyword arguments go to the variant (``num_classes``, ``img_size`` (int or (H, W): the
     input resolution that sets the long filters' sizes), ``drop_path_rate``, ``dims``,
-    ``depths``, ``head_dropout``, ``in_chans``...). With ``checkpoint_path`` the weights are
-    loaded strictly (``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin``).
+    ``depths``, ``head_dropout``, ``in_chans``...). ``pretrained=True`` loads the variant's
+    released checkpoint from the Hugging Face Hub (through its cache; see
+    :mod:`hyena_serve.weights`); ``checkpoint_path`` loads a local file. Either is loaded
+    strictly (``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin``).
     The model's config is ``model.pretrained_cfg`` (also ``model.config``).
     """
     _check_name(name)
+    if pretrained and checkpoint_path is not None:
+        raise ValueError("give pretrained=True or checkpoint_path, not both")
+    if pretrained:
+        from hyena_serve.weights import resolve_weights
+
+        checkpoint_path = resolve_weights("pretrained", name).path
     model = _entrypoints()[name](**kwargs)
     if checkpoint_path is not None:
         from hyena_serve.models.checkpoint import load_checkpoint
