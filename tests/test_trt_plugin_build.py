@@ -11,7 +11,7 @@ What runs on a CPU host:
   ``libnvinfer.so.11`` without headers, plus a separate include dir), with stand-in files;
 - the full CMake plugin build against real TensorRT headers (where present, as for the glue)
   and a stub ``libnvinfer.so.<major>``
-  (linked with ``--no-undefined``, only the two entry points exported);
+  (linked with ``--no-undefined``; exports: the two TensorRT entry points + the plan counter);
 - the no-TensorRT CMake build (``-DFFTCONV_WITH_TENSORRT=OFF``): the CUDA core library
   ``fftconv_cuda`` and the GPU check ``fftconv_gpu_check``, compiled and linked against
   libcufft (it needs a GPU to run: ``make gpu-check`` runs it).
@@ -335,7 +335,8 @@ def test_cmake_builds_plugin_against_versioned_stub_libnvinfer(tmp_path):
     """The full plugin build with a wheel-style TensorRT: real TensorRT headers (TensorRT OSS
     include/, when present), and a stub libnvinfer.so.11 (soname libnvinfer.so.11, only the
     two registry symbols the plugin imports) found under TENSORRT_ROOT. The plugin links
-    with -Wl,--no-undefined, records libnvinfer.so.11 and exports only its two entry points."""
+    with -Wl,--no-undefined, records libnvinfer.so.<major> and exports only TensorRT's two
+    entry points plus the cuFFT plan counter."""
     trt_inc, tried = _tensorrt_include()
     if trt_inc is None:
         pytest.skip(f"TensorRT headers not installed: NvInfer.h not found in {tried} "
@@ -370,4 +371,4 @@ def test_cmake_builds_plugin_against_versioned_stub_libnvinfer(tmp_path):
     if shutil.which("nm"):
         exported = {line.split()[-1] for line in _run(["nm", "-D", "--defined-only", so]).stdout.splitlines()
                     if " T " in line}
-        assert exported == {"getCreators", "setLoggerFinder"}
+        assert exported == {"getCreators", "setLoggerFinder", "hyena_fftconv_cufft_plans_created"}

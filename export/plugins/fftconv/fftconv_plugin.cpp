@@ -851,3 +851,8 @@ extern "C" void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
         hyena::fftconv::gLoggerFinder = finder;
     }
 }
+
+extern "C" int64_t hyena_fftconv_cufft_plans_created()
+{
+    return hyena::fftconv::cufftPlansCreated();
+}

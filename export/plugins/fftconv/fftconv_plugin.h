@@ -153,5 +153,9 @@ Result fieldsToAttrMap(nvinfer1::PluginFieldCollection const* fc, AttrMap& out);
 //! Entry points of a TensorRT plugin shared library (IPluginRegistry::loadLibrary).
 extern "C" HYENA_FFTCONV_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
 extern "C" HYENA_FFTCONV_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
+//! Number of cuFFT plans the plugin has made in this process (hyena::fftconv::cufftPlansCreated),
+//! for engine-level tests: e.g. ctypes.CDLL(path).hyena_fftconv_cufft_plans_created with
+//! restype c_int64; it must not grow after the first enqueue of each batch size.
+extern "C" HYENA_FFTCONV_EXPORT int64_t hyena_fftconv_cufft_plans_created();
 
 #endif // HYENA_FFTCONV_PLUGIN_H

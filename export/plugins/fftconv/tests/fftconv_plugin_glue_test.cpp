@@ -163,6 +163,12 @@ public:
 #endif
 };
 
+bool haveGpuHost()
+{
+    int deviceCount = 0;
+    return cudaGetDeviceCount(&deviceCount) == cudaSuccess && deviceCount > 0;
+}
+
 MockRegistry& registry()
 {
     static MockRegistry r;
@@ -461,6 +467,10 @@ int main()
         delete attached;
     }
     delete p3;
+
+    // The exported plan counter is the kernels' counter (no plan could be made without a GPU).
+    CHECK(hyena_fftconv_cufft_plans_created() == cufftPlansCreated());
+    CHECK(haveGpuHost() || hyena_fftconv_cufft_plans_created() == 0);
 
     if (gFailures != 0)
     {
