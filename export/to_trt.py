@@ -44,6 +44,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hyena_serve.cli_flags import one_line  # noqa: E402  (after the path set-up)
+
 EXIT_EXPORT_FAILED = 2
 EXIT_NO_TENSORRT = 3
 EXIT_BUILD_FAILED = 4
@@ -95,11 +97,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # --- the ONNX file ------------------------------------------------------------------------------
 
 
@@ -113,7 +110,7 @@ def _manifest_beside(onnx_path: Path):
     try:
         return load_manifest(path)
     except ManifestError as exc:
-        raise _Fail(EXIT_EXPORT_FAILED, _one_line(exc)) from None
+        raise _Fail(EXIT_EXPORT_FAILED, one_line(exc)) from None
 
 
 def _artifact(args, body: str, precision: str, log):
@@ -128,7 +125,7 @@ def _artifact(args, body: str, precision: str, log):
         raise _Fail(EXIT_EXPORT_FAILED, f"finding or exporting the model needs the package's export extra ({exc}); "
                                         "or pass --onnx with an existing export") from None
     except ValueError as exc:  # the settings' validation
-        raise _Fail(EXIT_EXPORT_FAILED, _one_line(exc)) from None
+        raise _Fail(EXIT_EXPORT_FAILED, one_line(exc)) from None
     try:
         spec = settings.model_spec()
         cached = find_artifact(spec, settings.artifacts_dir, body=body, precision=precision)
@@ -142,7 +139,7 @@ def _artifact(args, body: str, precision: str, log):
         raise _Fail(EXIT_EXPORT_FAILED, f"exporting needs torch and the export extra ({exc}); pass --onnx with an "
                                         "existing export instead") from None
     except (ArtifactError, ValueError, RuntimeError, FileNotFoundError) as exc:
-        raise _Fail(EXIT_EXPORT_FAILED, f"export failed: {_one_line(exc)}") from None
+        raise _Fail(EXIT_EXPORT_FAILED, f"export failed: {one_line(exc)}") from None
 
 
 def obtain_onnx(args, body: str, fp16_onnx: bool, log):
@@ -229,6 +226,7 @@ def _write_config(repository: str, manifest) -> None:
 
 def run(args, log) -> Path:
     from hyena_serve.exporting import tensorrt_build as trtb
+    from hyena_serve.files import write_bytes_atomically
     from hyena_serve.model_repo import FLAVOURS, VERSION, entry_name
 
     if args.weights_file and not args.weights:
@@ -251,7 +249,7 @@ def run(args, log) -> Path:
     body = trtb.VARIANT_BODY[args.fftconv]
     onnx_path, manifest = obtain_onnx(args, body, fp16_onnx, log)
     if unavailable is not None:
-        raise _Fail(EXIT_NO_TENSORRT, f"cannot build a TensorRT engine here: {_one_line(unavailable)} "
+        raise _Fail(EXIT_NO_TENSORRT, f"cannot build a TensorRT engine here: {one_line(unavailable)} "
                                       f"(the ONNX file {onnx_path} is ready)")
     res = manifest.resolution if manifest is not None else args.resolution
     if res is None:
@@ -272,20 +270,20 @@ def run(args, log) -> Path:
         plan = trtb.build_engine(onnx_path, variant=args.fftconv, res=res, batch=batch, precision=precision,
                                  workspace_bytes=args.workspace << 20, plugin_lib=plugin_lib, log=log, trt=trt)
     except trtb.TensorRTUnavailable as exc:
-        raise _Fail(EXIT_NO_TENSORRT, f"cannot build a TensorRT engine here: {_one_line(exc)} (the ONNX file "
+        raise _Fail(EXIT_NO_TENSORRT, f"cannot build a TensorRT engine here: {one_line(exc)} (the ONNX file "
                                       f"{onnx_path} is ready)") from None
     except (trtb.PluginLayersMissing, RuntimeError, ValueError) as exc:
-        raise _Fail(EXIT_BUILD_FAILED, f"TensorRT build failed: {_one_line(exc)}") from None
+        raise _Fail(EXIT_BUILD_FAILED, f"TensorRT build failed: {one_line(exc)}") from None
 
     if args.check:
         try:
             check_engine(plan, onnx_path, batch=batch, res=res, tolerance=precision.tolerance,
                          plugin_lib=None, preprocess=getattr(manifest, "preprocess", None), log=log, trtb=trtb)
         except (trtb.EngineError, trtb.TensorRTUnavailable, ValueError) as exc:
-            raise _Fail(EXIT_BUILD_FAILED, f"the engine could not be checked: {_one_line(exc)}; nothing written") \
+            raise _Fail(EXIT_BUILD_FAILED, f"the engine could not be checked: {one_line(exc)}; nothing written") \
                 from None
 
-    trtb.write_atomically(out, plan)
+    write_bytes_atomically(out, plan)
     if not args.out or args.write_config:
         _write_config(args.repository, manifest)
     log(f"[to_trt] wrote {out} ({len(plan) / 1e6:.1f} MB)")

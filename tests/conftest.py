@@ -1,5 +1,5 @@
 """Shared test configuration: the one GPU marker and its strict mode, deterministic seeds,
-small thread pools.
+small thread pools, no Hugging Face Hub.
 
 GPU tests carry ``pytest.mark.gpu``; on a host without a CUDA GPU they are skipped with a
 reason. With ``HYENA_REQUIRE_GPU=1`` (``make gpu-check`` sets it) a GPU test that skips
@@ -14,8 +14,12 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import pytest
-import torch
+# Tests never reach the real Hub (the default --weights auto would try it): the Hub tests
+# start their own stand-in server in subprocesses with an explicit environment.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 #: Set (to anything but "", "0", "false", "no") to turn skipped GPU tests into failures.
 REQUIRE_GPU_ENV = "HYENA_REQUIRE_GPU"

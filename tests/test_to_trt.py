@@ -814,8 +814,10 @@ def test_numpy_dtype_of_engine_io():
 
 
 def test_write_atomically_leaves_a_readable_file_and_no_temporaries(tmp_path):
+    from hyena_serve.files import write_bytes_atomically
+
     target = tmp_path / "m" / "1" / "model.plan"
-    trtb.write_atomically(target, b"plan-bytes")
+    write_bytes_atomically(target, b"plan-bytes")
     assert target.read_bytes() == b"plan-bytes"
     assert os.stat(target).st_mode & 0o044, "the artifact must be readable by the serving user"
     assert [p.name for p in target.parent.iterdir()] == ["model.plan"]
