@@ -66,7 +66,7 @@ RUN cmake -S . -B build \
         -DCMAKE_BUILD_TYPE=Release \
         -DTENSORRT_ROOT="${TENSORRT_ROOT}" \
         -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}" \
-    && cmake --build build --parallel \
+    && cmake --build build --parallel --target hyena_fftconv_plugin fftconv_core_test \
     && ctest --test-dir build --output-on-failure -R fftconv_core_test \
     && mkdir -p /out \
     && cp -L "$(find build -name libhyena_fftconv_plugin.so -print -quit)" /out/ \

@@ -277,7 +277,7 @@ def write_markdown(doc: dict, out_dir: Path) -> Path:
              f"onnxruntime {env.get('onnxruntime')}, {env.get('torch_threads')} intra-op threads "
              f"({env.get('thread_env')}), GPU: {env.get('gpu') or 'none'}. Revision {env.get('git_revision')}.", "",
              "CPU numbers mean something only as ratios of alternatives timed interleaved in the same run "
-             "(DESIGN §6).", ""]
+             "(docs/design.md §5).", ""]
     head = headline(doc)
     if head:
         lines += ["## Headline", ""] + [f"- {h}" for h in head] + [""]

@@ -6,7 +6,7 @@ ratio stays meaningful on a shared 2-core host.
 
 An alternative is either a callable (timed in this process) or a :class:`Subprocess`: a
 callable built and timed inside a child process that the rounds drive one call at a
-time. Torch and ONNX Runtime in one process slow torch's FFT down about 2× (DESIGN §7),
+time. Torch and ONNX Runtime in one process slow torch's FFT down about 2× (docs/design.md §6),
 so ORT alternatives run in their own process; only one process computes at any moment.
 """
 

@@ -1,5 +1,5 @@
 """Model family: every registered variant builds, runs, trains; registry and configs;
-per-stage filter facts and parameter counts of the released sizes (DESIGN §3)."""
+per-stage filter facts and parameter counts of the released sizes (docs/design.md §3)."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def test_mixer_layouts(name, kinds):
     assert [len(s) for s in model.stages] == [3, 3, 9, 3]
 
 
-# DESIGN §3 / the paper: parameters in millions (1% tolerance).
+# docs/design.md §3 / the paper: parameters in millions (1% tolerance).
 PARAMS = {"hpx_former_s18": 29.3, "hpx_a_former_s18": 27.9, "c_hpx_former_s18": 27.8, "hb_former_s18": 28.3,
           "hb_a_former_s18": 27.2, "convformer_s18": 26.8}
 
