@@ -26,18 +26,9 @@ from dataclasses import asdict, replace  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from bench.args import int_list, name_list
+
 SECTIONS = ("op", "model", "serving")
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,25 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="intra-op threads for torch, ONNX Runtime and the gateway (default: min(2, CPUs))")
     p.add_argument("--rounds", type=int, help="timed rounds per comparison (op/model)")
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime alternatives (op/model)")
-    p.add_argument("--bodies", type=_names, help="ONNX FFTConv bodies to time (default: matmul,dft)")
+    p.add_argument("--bodies", type=name_list, help="ONNX FFTConv bodies to time (default: matmul,dft)")
 
     g = p.add_argument_group("op")
-    g.add_argument("--op-stages", type=_ints, help="S18 stages to time, e.g. 0,3 (default: all; --quick: 0,3)")
+    g.add_argument("--op-stages", type=int_list, help="S18 stages to time, e.g. 0,3 (default: all; --quick: 0,3)")
     g.add_argument("--no-direct", action="store_true", help="skip the direct convolution (slow at stage 0)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--models", type=_names, help="registry names (default: hpx_former_s18,hb_former_s18,convformer_s18)")
+    g.add_argument("--models", type=name_list, help="registry names (default: hpx_former_s18,hb_former_s18,convformer_s18)")
     g.add_argument("--res", type=int, help="input resolution (default 224; --quick 64)")
-    g.add_argument("--batches", type=_ints, help="batch sizes (default 1,8; --quick 1)")
+    g.add_argument("--batches", type=int_list, help="batch sizes (default 1,8; --quick 1)")
     g.add_argument("--no-compile", action="store_true", help="skip torch.compile (always skipped with --quick)")
 
     g = p.add_argument_group("serving")
     g.add_argument("--serve-model", help="model served (default hpx_former_s18; --quick hpx_former_s12)")
     g.add_argument("--serve-res", type=int, help="served resolution (default 224; --quick 64)")
-    g.add_argument("--concurrency", type=_ints, help="client concurrency levels (default 1,2,4,8,16,32)")
+    g.add_argument("--concurrency", type=int_list, help="client concurrency levels (default 1,2,4,8,16,32)")
     g.add_argument("--requests", type=int, help="most requests per level (default 256; --quick 48)")
     g.add_argument("--seconds", type=float, help="most seconds per level (default 60; --quick 6)")
-    g.add_argument("--targets", type=_names,
+    g.add_argument("--targets", type=name_list,
                    help=f"serving targets, comma-separated from: {', '.join(ALL_TARGETS)} (default: all but gateway/torch)")
     return p
 

@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.args import int_list, name_list
+
 NO_HOST = 3  # exit status: this host cannot run the benchmark
 DEVICE = "cuda"
 ROOT = Path(__file__).resolve().parents[1]
@@ -634,17 +636,6 @@ def write_report(doc: dict, out_dir: Path) -> dict[str, Path]:
 # --- command line -----------------------------------------------------------------------------
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.split("\n\n")[0],
                                 epilog="Details: docs/gpu.md.")
@@ -656,11 +647,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plugin-exe", help=f"the plugin's check program (default ${PLUGIN_EXE_ENV}, else "
                                         "build/gpu-check/fftconv/fftconv_gpu_check if built)")
     g.add_argument("--no-plugin", action="store_true", help="do not time the plugin kernels")
-    p.add_argument("--op-stages", type=_ints, help="S18 stages at op level (default 0,1,2,3)")
-    p.add_argument("--op-batches", type=_ints, help="op batch sizes (default 1,8)")
-    p.add_argument("--models", type=_names, help="registry names (default hpx_former_s18,hb_former_s18)")
+    p.add_argument("--op-stages", type=int_list, help="S18 stages at op level (default 0,1,2,3)")
+    p.add_argument("--op-batches", type=int_list, help="op batch sizes (default 1,8)")
+    p.add_argument("--models", type=name_list, help="registry names (default hpx_former_s18,hb_former_s18)")
     p.add_argument("--res", type=int, help="input resolution (default 224)")
-    p.add_argument("--batches", type=_ints, help="model batch sizes (default 1,8,64)")
+    p.add_argument("--batches", type=int_list, help="model batch sizes (default 1,8,64)")
     p.add_argument("--rounds", type=int, help="timed rounds per comparison (default 50 op, 30 model)")
     p.add_argument("--no-op", action="store_true", help="skip the op level")
     p.add_argument("--no-models", action="store_true", help="skip the model level")
