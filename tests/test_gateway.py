@@ -76,7 +76,8 @@ def assert_error(response, status: int, name: str = "") -> dict:
     assert response.status_code == status, (name, response.text)
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error", "detail"} and body["error"] and body["detail"], body
+    assert set(body) == {"error", "detail", "request_id"} and body["error"] and body["detail"], body
+    assert body["request_id"] == response.headers["x-request-id"], (body, response.headers)
     return body
 
 
@@ -220,7 +221,12 @@ def test_bad_batch_requests(client, photos):
     assert_error(client.post("/v1/classify/batch", content=b"{}", headers={"content-type": "text/plain"}), 415)
     body = assert_error(client.post("/v1/classify/batch", json={"images": [good, base64.b64encode(b"nope").decode()]}), 400)
     assert body["detail"].startswith("image 1:")
-    assert_error(client.post("/v1/classify/batch", json={"images": [good] * 33}), 413)
+    small = base64.b64encode(encode(np.zeros((8, 8, 3), np.uint8))).decode()
+    body = assert_error(client.post("/v1/classify/batch", json={"images": [small] * 33}), 422)
+    assert body["error"] == "too many images"
+    for bad in ("", "QQ", "QQ=", "Q===", "====", "QQ==QQ==", "data:image/png;base64,", " QQ==", "QQ==\n"):
+        body = assert_error(client.post("/v1/classify/batch", json={"images": [bad]}), 422, bad)
+        assert "images[0]" in str(body["detail"]) or body["detail"][0]["loc"] == ["body", "images", 0], bad
 
 
 def test_metrics_count_requests_and_stages(client, photos):
@@ -252,7 +258,7 @@ class ControlledBackend(Backend):
         from hyena_serve.artifact import plan_manifest
         from hyena_serve.runtime.base import ModelInfo
 
-        self.info = ModelInfo(plan_manifest(settings.model_spec()), "controlled", "test")
+        self.info = self.known_info = ModelInfo(plan_manifest(settings.model_spec()), "controlled", "test")
         self.weights = np.random.default_rng(0).standard_normal((3, self.info.num_classes)).astype(np.float32)
         self.down = False
         self.delay = 0.0
@@ -263,6 +269,7 @@ class ControlledBackend(Backend):
     async def start(self) -> None:
         while not self.release_start.is_set():
             await asyncio.sleep(0.01)  # poll the test's switch
+        self.info = self.known_info  # like Triton's: learnt at start
 
     async def infer(self, batch):
         self.calls += 1
@@ -285,9 +292,15 @@ def _controlled(**overrides):
     return TestClient(create_app(settings, backend=backend)), backend
 
 
+def _top_k_schema(client) -> dict:
+    params = client.get("/openapi.json").json()["paths"]["/v1/classify"]["post"]["parameters"]
+    return next(p for p in params if p["name"] == "top_k")["schema"]
+
+
 def test_loading_then_ready(photos):
     client, backend = _controlled()
     backend.release_start.clear()
+    backend.info = None
     with client:
         r = client.get("/v2/health/ready")
         assert_error(r, 503)
@@ -296,8 +309,10 @@ def test_loading_then_ready(photos):
         assert_error(r, 503)
         assert r.headers["retry-after"] == "2"
         assert client.get("/v2/health/live").status_code == 200
+        assert "maximum" not in _top_k_schema(client)  # the class count is not known yet
         backend.release_start.set()
         wait_ready(client, 10)
+        assert _top_k_schema(client)["maximum"] == 10  # now the schema states it
         assert client.post("/v1/classify", content=photos["chelsea.png"], headers={"content-type": "image/png"}).status_code == 200
 
 

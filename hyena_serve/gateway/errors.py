@@ -1,5 +1,6 @@
-"""Every error leaves the gateway as JSON ``{"error": <short kind>, "detail": <reason>}``
-with the right status; 429/503 carry ``Retry-After``."""
+"""Every error leaves the gateway as JSON ``{"error": <short kind>, "detail": <reason>,
+"request_id": <the X-Request-ID>}`` with the right status; 429/503 carry ``Retry-After``
+(the schema: :class:`hyena_serve.gateway.routes.ErrorBody`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hyena_serve.gateway.tracing import current_request_id
 from hyena_serve.preprocess import ImageError
 from hyena_serve.runtime.base import BackendUnavailable
 
@@ -35,7 +37,8 @@ class BodyTooLarge(GatewayError):
 
 
 def error_response(status: int, error: str, detail: object = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status, headers=headers)
+    body = {"error": error, "detail": jsonable_encoder(detail), "request_id": current_request_id()}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def unavailable(reason: str, retry_after: int) -> GatewayError:
@@ -69,8 +72,8 @@ def install_error_handlers(app: FastAPI, retry_after: int) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal error", f"{type(exc).__name__}; see the server log")
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, current_request_id())
+        return error_response(500, "internal error", "unexpected server error; see the server log")
 
 
 def _phrase(status: int) -> str:

@@ -19,13 +19,16 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hyena_serve.gateway import routes
+from hyena_serve.gateway import routes, tracing
+from hyena_serve.gateway.auth import AuthMiddleware, KeyRing
 from hyena_serve.gateway.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers, unavailable
 from hyena_serve.gateway.metrics import GatewayMetrics, MetricsMiddleware
+from hyena_serve.gateway.openapi import install_openapi
 from hyena_serve.gateway.settings import GatewaySettings
 from hyena_serve.manifest import Manifest
 from hyena_serve.preprocess import ImageError, decode_image, preprocess_image
 from hyena_serve.runtime.base import Backend, BackendUnavailable, ModelInfo
+from hyena_serve.runtime.batching import batch_sizes_sink
 
 log = logging.getLogger("hyena_serve.gateway")
 
@@ -95,6 +98,8 @@ class Gateway:
 
     def __init__(self, settings: GatewaySettings, backend: Backend | None = None) -> None:
         self.settings = settings
+        secret = settings.api_keys.get_secret_value() if settings.api_keys is not None else None
+        self.keys = KeyRing.load(secret, settings.api_keys_file)  # None: auth off
         self.metrics = GatewayMetrics()
         self.backend = backend if backend is not None else build_backend(settings, self.metrics)
         self._labels: tuple[Manifest, tuple[str, ...]] | None = None
@@ -199,6 +204,9 @@ class Gateway:
         info = await self.served_model()
         self.check_top_k(top_k)
         assert self.admission is not None
+        ctx = tracing.current()
+        if ctx is not None:
+            ctx.images = len(images)
         with self.metrics.stage("total"):
             async with self.admission.slot():
                 arrays = await asyncio.gather(*(self._prepare(i, data, info, many=len(images) > 1)
@@ -222,6 +230,10 @@ class Gateway:
             raise
         self.metrics.stage_seconds.labels("decode").observe(decode_s)
         self.metrics.stage_seconds.labels("preprocess").observe(preprocess_s)
+        ctx = tracing.current()
+        if ctx is not None:
+            ctx.add_stage("decode", decode_s)
+            ctx.add_stage("preprocess", preprocess_s)
         return array
 
     def _prepare_sync(self, data: bytes, info: ModelInfo) -> tuple[np.ndarray, float, float]:
@@ -233,6 +245,8 @@ class Gateway:
 
     async def _infer(self, batch: np.ndarray) -> np.ndarray:
         timeout = self.settings.request_timeout_s
+        sizes: list[int] = []
+        token = batch_sizes_sink.set(sizes)
         try:
             with self.metrics.stage("inference"):
                 async with asyncio.timeout(timeout):
@@ -243,6 +257,11 @@ class Gateway:
         except BackendUnavailable as exc:
             self.metrics.rejected.labels("backend_unavailable").inc()
             raise unavailable(exc.reason, self.settings.retry_after_s) from None
+        finally:
+            batch_sizes_sink.reset(token)
+            ctx = tracing.current()
+            if ctx is not None:
+                ctx.batch_rows = (sizes[0] if len(sizes) == 1 else sizes) if sizes else None
         return logits
 
     @staticmethod
@@ -315,6 +334,16 @@ def create_app(settings: GatewaySettings | None = None, *, backend: Backend | No
     install_error_handlers(app, settings.retry_after_s)
     for router in routes.routers():
         app.include_router(router)
+    install_openapi(app, gateway)
+    # add_middleware wraps: the last one added runs first. Request id (and access log) ->
+    # metrics -> auth -> body limit -> routes, so every response, a 401 or a 413 too,
+    # carries the request id and is counted.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=gateway.metrics)  # outermost: sees every response
+    if gateway.keys is not None:
+        app.add_middleware(AuthMiddleware, keys=gateway.keys, open_metrics=settings.auth_open_metrics,
+                           open_docs=settings.auth_open_docs)
+        log.info("API key auth on (%d keys); open without a key: health%s%s", len(gateway.keys),
+                 ", /metrics" if settings.auth_open_metrics else "", ", docs" if settings.auth_open_docs else "")
+    app.add_middleware(MetricsMiddleware, metrics=gateway.metrics)
+    app.add_middleware(tracing.RequestIdMiddleware, access=settings.access_log, json_lines=settings.access_log_json)
     return app

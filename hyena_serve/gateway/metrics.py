@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hyena_serve.gateway import tracing
+
 STAGES = ("decode", "preprocess", "inference", "total")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -44,7 +46,11 @@ class GatewayMetrics:
         try:
             yield
         finally:
-            self.stage_seconds.labels(name).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.stage_seconds.labels(name).observe(elapsed)
+            ctx = tracing.current()
+            if ctx is not None:
+                ctx.add_stage(name, elapsed)
 
     def observe_batch(self, rows: int) -> None:
         self.batch_size.observe(rows)

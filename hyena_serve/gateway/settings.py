@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hyena_serve.artifact import ModelSpec
@@ -57,10 +57,22 @@ class GatewaySettings(BaseSettings):
     batch_max_size: int = Field(8, ge=1, description="largest batch run at once")
     batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits for more requests")
 
+    # --- access control (off unless keys are given) -------------------------------------
+    api_keys: SecretStr | None = Field(
+        None, description="comma-separated API keys (or sha256:<hex> digests of keys); when set, every route but "
+                          "/v2/health/live and /v2/health/ready needs 'Authorization: Bearer <key>'")
+    api_keys_file: Path | None = Field(
+        None, description="file with one API key, or one sha256:<hex> digest of a key, per line (# comments); "
+                          "adds to api_keys")
+    auth_open_metrics: bool = Field(False, description="serve /metrics without a key when auth is on")
+    auth_open_docs: bool = Field(False, description="serve /docs and /openapi.json without a key when auth is on")
+
     # --- HTTP server ------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     log_level: str = "info"
+    access_log: bool = Field(True, description="one log line per request (logger hyena_serve.access)")
+    access_log_json: bool = Field(False, description="access log lines as JSON objects instead of text")
 
     @model_validator(mode="after")
     def _known_model(self) -> GatewaySettings:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +25,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+#: A caller may set this to a list: :meth:`MicroBatcher.submit` then appends the size of
+#: each batch its rows ran in (the gateway's access log reports it per request).
+batch_sizes_sink: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("batch_sizes_sink", default=None)
+
+
 @dataclass
 class _Pending:
     rows: np.ndarray
     future: asyncio.Future
+    batch_rows: int = 0  # set by the worker: rows of the batch this ran in
 
 
 class MicroBatcher:
@@ -39,6 +46,7 @@ class MicroBatcher:
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int], None] | None = None,
         name: str = "batcher",
+        idle_dispatch: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -47,9 +55,11 @@ class MicroBatcher:
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
+        self.idle_dispatch = idle_dispatch
         self._on_batch = on_batch
         self._name = name
         self._pending: collections.deque[_Pending] = collections.deque()
+        self._in_hand: list[_Pending] = []  # taken off the queue by the worker, not answered yet
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -62,6 +72,27 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
         self._task = asyncio.get_running_loop().create_task(self._worker(), name=self._name)
+        self._task.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task) -> None:
+        """The worker ended (closed, or died): nobody may wait for it any longer."""
+        if task.cancelled():
+            reason = RuntimeError("the batcher was closed")
+        else:
+            exc = task.exception()
+            log.error("%s: the batch worker died: %r", self._name, exc)
+            reason = RuntimeError(f"the batcher's worker has stopped: {exc!r}")
+        self._fail_pending(reason)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        in_hand, self._in_hand = self._in_hand, []
+        for item in in_hand:
+            if not item.future.done():
+                item.future.set_exception(exc)
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(exc)
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -71,52 +102,85 @@ class MicroBatcher:
                 await task
             except asyncio.CancelledError:
                 pass
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.future.done():
-                item.future.set_exception(RuntimeError("the batcher was closed"))
+            except Exception:  # it had died already; _worker_done reported it
+                pass
+        self._fail_pending(RuntimeError("the batcher was closed"))
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
     async def submit(self, x: np.ndarray) -> np.ndarray:
-        """Run ``x`` (``(n, ...)``) as part of a batch; returns ``run``'s rows for it."""
+        """Run ``x`` (``(n, ...)``, n >= 1) as part of a batch; returns ``run``'s rows for it."""
         if self._task is None or self._arrived is None:
             raise RuntimeError("MicroBatcher.start() was not called")
         if self._task.done():
             raise RuntimeError("the batcher's worker has stopped")
+        if len(x) < 1:
+            raise ValueError("submit() needs at least one row")
         loop = asyncio.get_running_loop()
-        futures = []
+        items = []
         for start in range(0, len(x), self.max_batch_size):
-            future = loop.create_future()
-            self._pending.append(_Pending(x[start : start + self.max_batch_size], future))
-            futures.append(future)
+            item = _Pending(x[start : start + self.max_batch_size], loop.create_future())
+            self._pending.append(item)
+            items.append(item)
         self._arrived.set()
         try:
-            parts = await asyncio.gather(*futures)
+            parts = await asyncio.gather(*(item.future for item in items))
         except BaseException:
-            for future in futures:
-                future.cancel()  # not started yet: the worker skips it
+            for item in items:
+                item.future.cancel()  # not started yet: the worker skips it
             raise
+        sink = batch_sizes_sink.get()
+        if sink is not None:
+            sink.extend(item.batch_rows for item in items)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def _pop_live(self) -> _Pending | None:
+        """The oldest pending request whose caller still waits (given-up ones are dropped)."""
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                return item
+        return None
+
     async def _collect(self) -> list[_Pending]:
-        """Wait for the first request, then gather more until full or ``max_wait`` passed."""
+        """Wait for the first request, then gather more until full or ``max_wait`` passed.
+
+        With ``idle_dispatch``, a request that finds the batcher idle (nothing was queued
+        when the worker looked for work) is not held back for ``max_wait``: it goes as
+        soon as the requests that arrived in the same event-loop turn have joined it.
+        Under load, requests queue while a batch runs, and the next batch is collected
+        with the wait as before."""
         assert self._arrived is not None
-        while not self._pending:
+        idle = False
+        while True:
+            first = self._pop_live()
+            if first is not None:
+                break
+            idle = True
             self._arrived.clear()
             await self._arrived.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        batch = [self._pending.popleft()]
-        rows = len(batch[0].rows)
+        batch = self._in_hand = [first]
+        rows = len(first.rows)
+        yielded = False
         while rows < self.max_batch_size:
             if self._pending:
-                if rows + len(self._pending[0].rows) > self.max_batch_size:
+                head = self._pending[0]
+                if head.future.done():
+                    self._pending.popleft()  # its caller gave up
+                    continue
+                if rows + len(head.rows) > self.max_batch_size:
                     break  # the next request starts the next batch
-                item = self._pending.popleft()
-                batch.append(item)
-                rows += len(item.rows)
+                batch.append(self._pending.popleft())
+                rows += len(head.rows)
+                continue
+            if idle and self.idle_dispatch:
+                if yielded:
+                    break
+                yielded = True
+                await asyncio.sleep(0)  # let requests of this same loop turn join
                 continue
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -133,23 +197,31 @@ class MicroBatcher:
         while True:
             batch = await self._collect()
             if not batch:
+                self._in_hand = []
                 continue
-            x = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
             try:
+                x = batch[0].rows if len(batch) == 1 else np.concatenate([item.rows for item in batch])
                 out = await loop.run_in_executor(self._executor, self._run, x)
-                if len(out) != len(x):
-                    raise RuntimeError(f"inference returned {len(out)} rows for a batch of {len(x)}")
+                if not hasattr(out, "__len__") or len(out) != len(x):
+                    got = len(out) if hasattr(out, "__len__") else type(out).__name__
+                    raise RuntimeError(f"inference returned {got} rows for a batch of {len(x)}")
             except Exception as exc:  # every caller of this batch gets the error
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
+                self._in_hand = []
                 continue
             self.batches_run += 1
-            if self._on_batch is not None:
-                self._on_batch(len(x))
             start = 0
             for item in batch:
                 n = len(item.rows)
+                item.batch_rows = len(x)
                 if not item.future.done():
                     item.future.set_result(out[start : start + n])
                 start += n
+            self._in_hand = []
+            if self._on_batch is not None:
+                try:
+                    self._on_batch(len(x))
+                except Exception:  # a metrics hook must not stop the worker
+                    log.exception("%s: on_batch hook failed", self._name)
