@@ -211,7 +211,7 @@ def bench_ops(args) -> list[dict]:
         chosen = lowering_matmul.choose_strategy(plan)
         strategies = [chosen]
         if args.all_strategies:
-            cands = ["dense2d", "conv"] if mode == "2d" else ["ct1d", "dense1d", "conv"]
+            cands = ["split2d", "dense2d", "conv"] if mode == "2d" else ["ct1d", "dense1d", "conv"]
             if plan.fft[0] > 2048:
                 cands = [s for s in cands if s != "dense1d"]
             strategies += [s for s in cands if s != chosen]

@@ -77,7 +77,7 @@ def _run(plan, kern, d, hw, x, body="matmul", strategy=None, fp16=False):
 
 def _strategies(plan):
     if plan.mode == MODE_2D:
-        return ["dense2d", "conv"]
+        return ["split2d", "dense2d", "conv"]
     out = ["dense1d", "conv"]
     if _ct_ok(plan):
         out.append("ct1d")
@@ -210,3 +210,15 @@ class _nullctx:
 
     def __exit__(self, *a):
         return False
+
+
+@pytest.mark.parametrize("mode,size,expected", [
+    (MODE_2D, 56, "split2d"), (MODE_2D, 28, "split2d"), (MODE_2D, 14, "split2d"), (MODE_2D, 7, "conv"),
+    (MODE_1D_BIDIR, 56, "ct1d"), (MODE_1D_BIDIR, 28, "ct1d"), (MODE_1D_BIDIR, 14, "dense1d"),
+    (MODE_1D_BIDIR, 7, "dense1d"),
+])
+def test_strategy_at_s18_stage_shapes(mode, size, expected):
+    """The per-plan choice at the S18 stage shapes (global filters, K = 2H-1 / 2L-1), as
+    the thresholds in lowering_matmul (measured by bench/onnx_vs_torch.py) decide it."""
+    k = 2 * size - 1 if mode == MODE_2D else 2 * size * size - 1
+    assert lowering_matmul.choose_strategy(plan_fft(mode, size, size, k)) == expected
