@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,7 +87,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.in_process:
         results = asyncio.run(_classify_in_process(args, images))
     else:
-        results = _classify_remote(args.url or DEFAULT_URL, images, args.top_k, args.timeout)
+        api_key = args.api_key if args.api_key is not None else os.environ.get("HYENA_API_KEY") or None
+        results = _classify_remote(args.url or DEFAULT_URL, images, args.top_k, args.timeout, api_key)
     failed = 0
     if args.json:
         print(json.dumps([{"image": name, "status": status, **body} for name, status, body in results], indent=2))
@@ -104,11 +106,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _classify_remote(url: str, images, top_k: int, timeout: float) -> list[tuple[str, int, dict]]:
+def _classify_remote(url: str, images, top_k: int, timeout: float,
+                     api_key: str | None = None) -> list[tuple[str, int, dict]]:
     import httpx
 
     results = []
-    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers) as client:
         for name, data in images:
             try:
                 r = client.post("/v1/classify", params={"top_k": top_k}, files={"file": (Path(name).name, data)})
@@ -208,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     p.add_argument("--json", action="store_true", help="print the responses as JSON")
     p.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds (default 60)")
+    p.add_argument("--api-key", help="API key sent as 'Authorization: Bearer <key>' to a gateway with auth on "
+                                     "(default: HYENA_API_KEY)")
     _add_model_flags(p)
     p.set_defaults(func=cmd_classify)
 

@@ -13,16 +13,16 @@ the pixel limit). Everything else the schema allows must get 2xx.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from hyena_serve.gateway import GatewaySettings, create_app
+from tests.live_server import ServerThread, poll
 
 pytest.importorskip("onnxruntime")
 httpx = pytest.importorskip("httpx")
@@ -37,39 +37,6 @@ SCHEMATHESIS_CONFIG = """
 # 400: bytes the schema allows that are not an image; 413: an image over the pixel limit
 expected-statuses = ["2xx", "400", "404", "413"]
 """
-
-
-def poll(check, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(interval)  # poll interval; the deadline bounds the wait
-
-
-class ServerThread:
-    def __init__(self, app) -> None:
-        from hyena_serve.triton_local import free_port
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        poll(lambda: self.server.started or not self.thread.is_alive(), 60, "uvicorn start")
-        assert self.thread.is_alive(), "uvicorn exited during startup"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 def server_errors(metrics_text: str) -> float:
@@ -89,12 +56,21 @@ def artifacts(tmp_path_factory):
     return directory
 
 
-@pytest.fixture(scope="module")
-def live(artifacts):
+API_KEY = "contract-test-key"
+
+
+@contextlib.contextmanager
+def serve(artifacts, **overrides):
     settings = GatewaySettings(backend="embedded", artifacts_dir=artifacts, **TINY, max_batch_images=4,
-                               max_body_bytes=200_000, max_image_pixels=4_000_000, access_log=False)
+                               max_body_bytes=200_000, max_image_pixels=4_000_000, access_log=False, **overrides)
     with ServerThread(create_app(settings)) as server:
         poll(lambda: httpx.get(server.url + "/v2/health/ready").status_code == 200, 120, "readiness")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def live(artifacts):
+    with serve(artifacts) as server:
         yield server
 
 
@@ -129,16 +105,21 @@ def test_schema_states_the_limits(live):
     assert "HTTPValidationError" not in schema["components"]["schemas"]
 
 
-def test_schemathesis_finds_nothing(live, tmp_path):
+def run_schemathesis(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
     config = tmp_path / "schemathesis.toml"
     config.write_text(SCHEMATHESIS_CONFIG)
+    cmd = [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
+           "--config-file", str(config), "run", url + "/openapi.json",
+           "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", "12", "--workers", "2",
+           "--request-timeout", "30", "--no-shrink", "--report", "json", "--report-json-path",
+           str(tmp_path / "report.json"), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_schemathesis_finds_nothing(live, tmp_path):
     report = tmp_path / "report.json"
     before = httpx.get(live.url + "/metrics").text
-    cmd = [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
-           "--config-file", str(config), "run", live.url + "/openapi.json",
-           "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", "12", "--workers", "2",
-           "--request-timeout", "30", "--no-shrink", "--report", "json", "--report-json-path", str(report)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = run_schemathesis(live.url, tmp_path)
     after = httpx.get(live.url + "/metrics").text
     output = proc.stdout + proc.stderr
     print(output[-3000:])
@@ -162,3 +143,18 @@ def test_request_id_on_every_answer(live):
     assert r.status_code == 405 and r.json()["request_id"] == r.headers["x-request-id"]
     r = httpx.get(live.url + "/nowhere")
     assert r.status_code == 404 and r.json()["request_id"] == r.headers["x-request-id"]
+
+
+def test_schemathesis_with_auth_on(artifacts, tmp_path):
+    """The same run against a gateway with a key: the document declares bearer auth, and
+    the ignored_auth check sends requests without and with wrong credentials (401)."""
+    with serve(artifacts, api_keys=API_KEY) as server:
+        headers = {"authorization": f"Bearer {API_KEY}"}
+        before = httpx.get(server.url + "/metrics", headers=headers).text
+        proc = run_schemathesis(server.url, tmp_path, "-H", f"Authorization: Bearer {API_KEY}")
+        after = httpx.get(server.url + "/metrics", headers=headers).text
+    output = proc.stdout + proc.stderr
+    print(output[-2000:])
+    assert proc.returncode == 0, output[-6000:]
+    assert server_errors(after) - server_errors(before) == 0
+    assert API_KEY not in after
