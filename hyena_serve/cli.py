@@ -71,11 +71,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from hyena_serve.gateway import create_app
 
+    from hyena_serve.gateway.tracing import configure_access_log
+
     settings = settings_from_args(args)
+    if getattr(args, "access_log_json", None):  # not among cli_flags' shared settings flags
+        settings = settings.model_copy(update={"access_log_json": True})
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    configure_access_log(settings.access_log_json)
     logging.getLogger("hyena_serve").info(
         "serving with the %s backend on http://%s:%d (docs at /docs)", settings.backend, settings.host, settings.port)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    # the gateway writes its own access log (request id, route, stages); uvicorn's would repeat it
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                access_log=not settings.access_log)
     return 0
 
 
@@ -200,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-concurrency", type=int, help="classify requests processed at once (HYENA_MAX_CONCURRENCY)")
     g.add_argument("--request-timeout", dest="request_timeout_s", type=float, help="inference timeout in seconds")
     g.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="HYENA_LOG_LEVEL")
+    g.add_argument("--access-log-json", action="store_const", const=True, default=None,
+                   help="access log as JSON lines on stdout (HYENA_ACCESS_LOG_JSON)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("classify", help="classify image files",

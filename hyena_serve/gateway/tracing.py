@@ -149,3 +149,17 @@ class RequestIdMiddleware:
             extra = "".join(f" {k}={record[k]}" for k in ("images", "batch_rows") if k in record)
             access_log.info('%s "%s %s" %d %.2fms request_id=%s%s%s', record["client"] or "-", record["method"], route,
                             status, record["duration_ms"], ctx.request_id, extra, f" {stages}" if stages else "")
+
+
+def configure_access_log(json_lines: bool) -> None:
+    """JSON access lines go to stdout as bare JSON objects (one per line, no prefix), so a
+    log shipper can parse them; text lines use the process's logging format."""
+    if not json_lines:
+        return
+    import sys
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_log.handlers[:] = [handler]
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False

@@ -180,7 +180,7 @@ class TritonBackend(Backend):
             outputs = [module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
         else:
             outputs = [module.InferRequestedOutput(OUTPUT_NAME)]
-        result = await conn.client.infer(self.model, [inp], outputs=outputs)
+        result = await conn.client.infer(self.model, [inp], outputs=outputs, request_id=_request_id())
         logits = result.as_numpy(OUTPUT_NAME)
         if logits is None or logits.shape[0] != chunk.shape[0]:
             raise RuntimeError(f"Triton returned {None if logits is None else logits.shape} for a batch of {len(chunk)}")
@@ -210,6 +210,14 @@ class _Connection:
             await self.client.close()
         except Exception:  # closing a broken connection may fail; it is gone either way
             pass
+
+
+def _request_id() -> str:
+    """The gateway request's X-Request-ID, passed on as Triton's request id ('' outside
+    a gateway request). The HTTP client already sends tensors in the binary extension."""
+    from hyena_serve.gateway.tracing import current_request_id  # the gateway sets it per request
+
+    return current_request_id() or ""
 
 
 def _really_cancelled() -> bool:
