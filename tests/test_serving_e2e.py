@@ -184,8 +184,12 @@ def test_embedded_matches_torch(artifacts, photos, reference):
     assert artifacts[1].onnx_path.stat().st_mtime_ns == mtime, "the cached export was redone"
 
 
-def test_200_concurrent_requests_real_uvicorn(artifacts, photos):
+def test_200_concurrent_requests_real_uvicorn(artifacts, photos, reference):
+    """Every response is the answer for the image that request sent: top-5 classes equal
+    to the torch reference for that photo, and probabilities equal (to float noise) to that
+    photo's answer when sent alone, which tells the four photos apart."""
     app = create_app(embedded_settings(artifacts, batch_max_size=8, batch_max_wait_ms=5))
+    names = list(photos)
     data = list(photos.values())
     n = 200
 
@@ -201,15 +205,29 @@ def test_200_concurrent_requests_real_uvicorn(artifacts, photos):
             responses = await asyncio.gather(*(one(i) for i in range(n)))
             return responses, time.perf_counter() - started
 
+    def answer(response) -> tuple[list[int], np.ndarray]:
+        preds = response.json()["results"][0]["predictions"]
+        return [p["index"] for p in preds], np.array([p["probability"] for p in preds])
+
     with ServerThread(app) as server:
         poll(lambda: httpx.get(server.url + "/v2/health/ready").status_code == 200, 120, "readiness")
+        alone = {name: answer(httpx.post(server.url + "/v1/classify", content=photos[name],
+                                         headers={"content-type": "image/jpeg"})) for name in names}
         before = httpx.get(server.url + "/metrics").text
         responses, elapsed = asyncio.run(load(server.url))
         after = httpx.get(server.url + "/metrics").text
 
     statuses = [r.status_code for r in responses]
     assert len(responses) == n and statuses.count(200) == n, sorted(set(statuses))
-    assert all(len(r.json()["results"][0]["predictions"]) == 5 for r in responses)
+    # the four photos' answers differ by far more than the batched-vs-alone float noise
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert alone[a][0] != alone[b][0] or not np.allclose(alone[a][1], alone[b][1], rtol=1e-3), (a, b)
+    for i, r in enumerate(responses):
+        name = names[i % 4]
+        indices, probs = answer(r)
+        assert indices == reference[name] == alone[name][0], (i, name, indices)
+        np.testing.assert_allclose(probs, alone[name][1], rtol=1e-4, err_msg=f"request {i} ({name})")
     counted = metric(after, "hyena_requests_total", route="/v1/classify", status="200") - metric(
         before, "hyena_requests_total", route="/v1/classify", status="200")
     assert counted == n

@@ -105,9 +105,9 @@ class MicroBatcher:
             except Exception:  # it had died already; _worker_done reported it
                 pass
         self._fail_pending(RuntimeError("the batcher was closed"))
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        executor, self._executor = self._executor, None
+        if executor is not None:  # waits for a batch still running, without blocking the event loop
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
     async def submit(self, x: np.ndarray) -> np.ndarray:
         """Run ``x`` (``(n, ...)``, n >= 1) as part of a batch; returns ``run``'s rows for it."""
