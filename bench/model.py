@@ -6,7 +6,9 @@ Alternatives per (model, batch), timed interleaved call by call:
 - ``eager cached Kf`` (baseline): eval mode, the mixers' frequency-domain filter cache warm;
 - ``eager recomputed filters``: eval mode, every mixer's cache cleared before each forward,
   so the implicit filter networks and their FFTs run every time (the cost training pays);
-- ``torch.compile``: the cached model through ``torch.compile`` (compile time recorded);
+- ``torch.compile``: a copy of the model with its filters frozen at the resolution (as the
+  torch backend serves it) through ``torch.compile`` (inductor, static shapes); the compile
+  time (first call) is recorded per batch size;
 - ``ORT <body>``: the exported ONNX model in ONNX Runtime, one child process per body
   (torch and ORT in one process slow torch's FFT, DESIGN §7); only one process computes
   at a time, so the rounds stay interleaved;
@@ -151,7 +153,14 @@ def bench_model(name: str, settings: ModelSettings, *, cache_dir: Path, threads:
 
     compiled = None
     if settings.compile:
-        compiled = torch.compile(model, dynamic=False)
+        import copy
+
+        from hyena_serve.models.frozen import freeze_filters
+
+        served = copy.deepcopy(model)
+        if has_hyena:
+            freeze_filters(served, settings.res)
+        compiled = torch.compile(served, dynamic=False)
     else:
         entry["notes"][COMPILED] = "skipped: --quick / --no-compile"
 

@@ -183,3 +183,113 @@ def test_frozen_model_exports_without_filter_network(name):
     targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
     assert sum("hyena.fft_conv" in t for t in targets) == 4
     assert not any("sin" in t.split(".")[-2:][0] for t in targets)  # no implicit-filter network
+
+
+# -- the key does not trust addresses of freed tensors ---------------------------------------
+
+def _first_mixer(model):
+    return hyena_mixers(model)[0][1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_round_trip_recomputes(name):
+    """``.to(bf16).to(fp32)`` rounds the filter weights; the cached Kf of the original
+    weights must not be reused even if the allocator hands out the old addresses."""
+    model = _model(name).eval()
+    x = torch.randn(1, 3, RES, RES)
+    with torch.no_grad():
+        model(x)
+    mixer = _first_mixer(model)
+    model.to(torch.bfloat16).to(torch.float32)
+    assert mixer._kf_cache is None  # .to() drops the entry
+    with torch.no_grad():
+        y = model(x)
+    torch.testing.assert_close(y, _fresh(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_submodule_round_trip_with_reused_addresses_recomputes():
+    """``.to()`` on the filter module alone (the mixer's ``_apply`` is not called): the
+    pinned storages keep the old addresses taken, so the new tensors get new keys."""
+    model = _model("hpx_former_s4").eval()
+    x = torch.randn(1, 3, RES, RES)
+    with torch.no_grad():
+        model(x)
+    mixer = _first_mixer(model)
+    old_key = mixer._kf_cache[0]
+    fm = mixer.filter_module
+    for _ in range(5):  # several round trips: plenty of chances for address reuse
+        fm.to(torch.bfloat16).to(torch.float32)
+    assert mixer._kf_cache is not None and mixer._kf_cache[0] == old_key  # entry still there
+    with torch.no_grad():
+        y = model(x)
+    assert mixer._kf_cache[0] != old_key
+    torch.testing.assert_close(y, _fresh(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_assign_load_state_dict_recomputes():
+    """``load_state_dict(assign=True)`` swaps in new tensors (fresh version counters)."""
+    model = _model("hb_former_s4").eval()
+    other = _model("hb_former_s4")
+    x = torch.randn(1, 3, RES, RES)
+    with torch.no_grad():
+        model(x)
+    state = {k: v.clone() for k, v in other.state_dict().items()}
+    model.load_state_dict(state, assign=True)
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+        ref = other.eval()(x)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_cache_pins_storages():
+    model = _model("hpx_former_s4").eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, RES, RES))
+    mixer = _first_mixer(model)
+    pins = mixer._kf_cache[2]
+    tensors = [*mixer.filter_module.parameters(), *mixer.filter_module.buffers()]
+    assert len(pins) == len(tensors)
+    assert all(p.data_ptr() == t.untyped_storage().data_ptr() for p, t in zip(pins, tensors))
+
+
+# -- torch.compile -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("frozen", [True, False])
+def test_compile_one_graph_no_recompile(name, frozen):
+    """The eval model (frozen or cached filters) traces into one graph (fullgraph: a graph
+    break would raise), compiles once for all stages and does not recompile on repeat calls."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    model = _model(name).eval()
+    if frozen:
+        freeze_filters(model, RES)
+    x = torch.randn(2, 3, RES, RES)
+    with torch.no_grad():
+        ref = model(x)
+        counter = CompileCounter()
+        compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=False)
+        for _ in range(3):
+            y = compiled(x)
+    assert counter.frame_count == 1
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_round_trip_recomputes():
+    model = _model("hpx_former_s4").eval()
+    x = torch.randn(1, 3, RES, RES)
+    with torch.no_grad():
+        model(x)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1.0)  # same values, new versions: nothing to go stale on its own
+        model.cuda()
+        for p in _first_mixer(model).filter_module.parameters():
+            p.data = p.data + 0.01  # new weights on the GPU ...
+        model.cpu()  # ... back on the CPU, fresh tensors that may reuse freed addresses
+        y = model(x)
+    torch.testing.assert_close(y, _fresh(model, x), rtol=1e-5, atol=1e-5)
