@@ -18,6 +18,7 @@ JSON goes to bench/out/onnx_vs_torch_<timestamp>.json (git-ignored).
 
   python bench/onnx_vs_torch.py                 # models + ops, 224, batch 1 and 8
   python bench/onnx_vs_torch.py --part ops --all-strategies --batches 1
+  python bench/onnx_vs_torch.py --part ops --strategies dense2d     # the chosen body vs dense2d
 """
 
 from __future__ import annotations
@@ -210,6 +211,14 @@ def bench_ops(args) -> list[dict]:
         plan = plan_fft(mode, h, w, k)
         chosen = lowering_matmul.choose_strategy(plan)
         strategies = [chosen]
+        if args.strategies:
+            from hyena_serve.exporting.lowering_matmul import STRATEGIES
+
+            unknown = set(args.strategies) - set(STRATEGIES)
+            if unknown:
+                raise SystemExit(f"unknown strategies {sorted(unknown)}; expected some of {STRATEGIES}")
+            fits = {"2d": ("split2d", "dense2d", "conv"), "1d_bidir": ("ct1d", "dense1d", "conv")}[mode]
+            strategies += [s for s in args.strategies if s in fits and s != chosen]
         if args.all_strategies:
             cands = ["split2d", "dense2d", "conv"] if mode == "2d" else ["ct1d", "dense1d", "conv"]
             if plan.fft[0] > 2048:
@@ -250,6 +259,8 @@ def main(argv=None) -> int:
     p.add_argument("--per-block", type=int, default=5, help="calls per block")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--all-strategies", action="store_true", help="ops: time every applicable body strategy")
+    p.add_argument("--strategies", type=lambda v: [x for x in v.split(",") if x], default=[],
+                   help="ops: also time these body strategies where they apply, e.g. dense2d,ct1d")
     p.add_argument("--with-dft", action="store_true", help="ops: also time the plain DFT body")
     p.add_argument("--cache", default=str(REPO / "bench" / "out" / "artifacts"),
                    help="artifact cache (exports land in its onnx/ folder)")
