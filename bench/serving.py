@@ -109,8 +109,12 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -
 
 @contextmanager
 def gateway_process(settings: ServingSettings, backend: str, *, onnx_path: Path | None, threads: int | None,
-                    triton_url: str | None = None, triton_model: str | None = None, log_dir: Path):
-    """Run the gateway (uvicorn, one worker) on a free loopback port; yields its base URL."""
+                    triton_url: str | None = None, triton_model: str | None = None, log_dir: Path,
+                    env_overrides: dict[str, str] | None = None, uvicorn_args: tuple[str, ...] = (),
+                    tag: str = "", info: dict | None = None):
+    """Run the gateway (uvicorn, one worker) on a free loopback port; yields its base URL.
+    ``env_overrides`` and ``uvicorn_args`` (e.g. ``--loop asyncio``) make the variants the
+    side-by-side comparison measures."""
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -122,7 +126,9 @@ def gateway_process(settings: ServingSettings, backend: str, *, onnx_path: Path 
         "HYENA_THREADS": str(threads or 0),
         "HYENA_ARTIFACTS_DIR": str(log_dir / "gateway-artifacts"),
         "HYENA_MAX_QUEUE": "1024",
+        "HYENA_ACCESS_LOG": "false",
     })
+    env.update(env_overrides or {})
     if onnx_path is not None:
         env["HYENA_ONNX_PATH"] = str(onnx_path)
     if triton_url is not None:
@@ -131,13 +137,16 @@ def gateway_process(settings: ServingSettings, backend: str, *, onnx_path: Path 
         env["HYENA_TRITON_MODEL"] = triton_model
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    log_path = log_dir / f"gateway-{backend}.log"
+    log_path = log_dir / f"gateway-{backend}{tag}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "hyena_serve.gateway.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+             *uvicorn_args],
             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    if info is not None:
+        info["pid"] = proc.pid
     try:
         try:
             _wait_http(f"{base}/v2/health/ready", settings.start_timeout, proc)
@@ -494,3 +503,385 @@ def scaling(targets: dict, concurrency: int) -> dict:
             out[name] = {"c1_img_s": by_c[1], f"c{concurrency}_img_s": by_c[concurrency],
                          "ratio": by_c[concurrency] / by_c[1]}
     return out
+
+
+
+# --- side by side: gateway overhead levers, large photos, Triton throughput -----------------
+#
+# ``python -m bench.serving`` (or :func:`side_by_side`): every alternative is alive at once
+# and they are timed in interleaved rounds (A, B, C, ... A, B, C), so a change of machine
+# load hits all alike and the ratios hold on a shared host.
+
+#: Gateway variants for the concurrency-1 overhead comparison: each adds one lever to the
+#: previous one. "before" is the gateway as issue 12 found it (the batcher waits
+#: batch_max_wait_ms even when idle, asyncio loop + h11, Starlette's 40-thread pool).
+GATEWAY_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "before": ({"HYENA_BATCH_IDLE_DISPATCH": "false", "HYENA_PREPROCESS_THREADS": "40"},
+               ("--loop", "asyncio", "--http", "h11")),
+    "+idle dispatch": ({"HYENA_BATCH_IDLE_DISPATCH": "true", "HYENA_PREPROCESS_THREADS": "40"},
+                       ("--loop", "asyncio", "--http", "h11")),
+    "+uvloop/httptools": ({"HYENA_BATCH_IDLE_DISPATCH": "true", "HYENA_PREPROCESS_THREADS": "40"},
+                          ("--loop", "uvloop", "--http", "httptools")),
+    "+pool = cores": ({"HYENA_BATCH_IDLE_DISPATCH": "true", "HYENA_PREPROCESS_THREADS": "0"},
+                      ("--loop", "uvloop", "--http", "httptools")),
+}
+
+
+def photo_12mp(width: int = 4000, height: int = 3000) -> bytes:
+    """A 12-megapixel photo-like JPEG (as a phone camera sends)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 255, (height // 50, width // 50, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+    noise = rng.normal(0, 6, (height, width, 3))
+    pixels = np.clip(np.asarray(image, np.float32) + noise, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def decode_draft(data: bytes, config, max_pixels: int):
+    """JPEG draft-mode decode: libjpeg scales by 1/2, 1/4 or 1/8 while decoding, to the
+    smallest size still at least the preprocessing's resize target; then the usual
+    resize/crop/normalise. (The gateway's decode_image in hyena_serve/preprocess.py does
+    not do this; this is the measured alternative.)"""
+    import math
+    import warnings
+
+    from PIL import Image
+
+    from hyena_serve.preprocess import preprocess_image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ValueError("over the pixel limit")
+        if image.format == "JPEG":
+            _, out_h, out_w = config.input_size
+            short = math.floor(min(out_h, out_w) / config.crop_pct)
+            factor = short / min(width, height)
+            image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
+        image.load()
+    return preprocess_image(image, config)
+
+
+def large_photo(settings: ServingSettings, rounds: int = 7) -> dict:
+    """Decode + preprocess of a 12 MP JPEG: the gateway's path vs JPEG draft mode."""
+    from bench.model import model_spec
+    from bench.timing import compare
+    from hyena_serve.artifact import plan_manifest
+    from hyena_serve.preprocess import decode_image, preprocess_image
+
+    data = photo_12mp()
+    config = plan_manifest(model_spec(settings.model, settings.res, settings.model_kwargs)).preprocess
+    limit = 50_000_000
+    full = preprocess_image(decode_image(data, max_pixels=limit), config)
+    draft = decode_draft(data, config, limit)
+    stats = compare({"full decode": lambda: preprocess_image(decode_image(data, max_pixels=limit), config),
+                     "draft decode": lambda: decode_draft(data, config, limit)}, rounds=rounds, warmup=1)
+    return {
+        "image": "4000x3000 JPEG (q92)", "image_bytes": len(data),
+        "full_decode_ms": stats["full decode"].median_ms, "draft_decode_ms": stats["draft decode"].median_ms,
+        "speedup": stats["full decode"].median_ms / stats["draft decode"].median_ms,
+        "max_abs_diff_normalised": float(np.abs(full - draft).max()),
+        "mean_abs_diff_normalised": float(np.abs(full - draft).mean()),
+    }
+
+
+def _post(client, image: bytes):
+    def send():
+        r = client.post("/v1/classify?top_k=1", content=image, headers={"content-type": "image/jpeg"})
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+    return send
+
+
+def overhead_side_by_side(settings: ServingSettings, onnx_path: Path, image: bytes, tensor: np.ndarray, *,
+                          log_dir: Path, threads: int | None, rounds: int = 60,
+                          variants: dict = GATEWAY_VARIANTS) -> dict:
+    """Concurrency 1: bare ORT (child process) and every gateway variant, interleaved."""
+    import httpx
+
+    from bench.timing import compare, ort_file_runner
+    from hyena_serve.contract import INPUT_NAME
+
+    with ExitStack() as stack:
+        alternatives: dict = {"bare ORT": stack.enter_context(
+            Subprocess(ort_file_runner, str(onnx_path), INPUT_NAME, tensor, threads, threads=threads))}
+        bases = {}
+        for i, (name, (env, args)) in enumerate(variants.items()):
+            base = stack.enter_context(gateway_process(settings, "embedded", onnx_path=onnx_path, threads=threads,
+                                                       log_dir=log_dir, env_overrides=env, uvicorn_args=args,
+                                                       tag=f"-v{i}"))
+            client = stack.enter_context(httpx.Client(base_url=base, timeout=60.0))
+            alternatives[name] = _post(client, image)
+            bases[name] = base
+        before = {name: scrape_stages(base) for name, base in bases.items()}
+        stats = compare(alternatives, rounds=rounds, warmup=settings.warmup, max_seconds=300.0)
+        stages = {name: stage_breakdown(before[name], scrape_stages(base)) for name, base in bases.items()}
+    bare = stats["bare ORT"].median_ms
+    return {
+        "rounds": stats["bare ORT"].n,
+        "p50_ms": {name: s.median_ms for name, s in stats.items()},
+        "p90_ms": {name: s.p90_ms for name, s in stats.items()},
+        "overhead_p50_ms": {name: s.median_ms - bare for name, s in stats.items() if name != "bare ORT"},
+        "stages": stages,
+        "variants": {name: {"env": env, "uvicorn": list(args)} for name, (env, args) in variants.items()},
+    }
+
+
+async def _burst(send: Callable[[], Awaitable[int]], concurrency: int, requests: int) -> tuple[int, float, int]:
+    """``requests`` calls by ``concurrency`` workers; (ok, seconds, errors)."""
+    counter = {"left": requests, "ok": 0, "err": 0}
+
+    async def worker():
+        while counter["left"] > 0:
+            counter["left"] -= 1
+            try:
+                ok = (await send()) == 200
+            except Exception:
+                ok = False
+            counter["ok" if ok else "err"] += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return counter["ok"], time.perf_counter() - t0, counter["err"]
+
+
+def triton_throughput_side_by_side(settings: ServingSettings, onnx_path: Path, image: bytes, tensor: np.ndarray, *,
+                                   log_dir: Path, threads: int | None, concurrency: int = 16, rounds: int = 6,
+                                   burst: int = 64) -> dict:
+    """Throughput at ``concurrency``: Triton direct vs the gateway in front of the same
+    Triton (default settings, and the before-issue-12 variant), in alternating bursts."""
+    import httpx
+    import tritonclient.http.aio as client_module
+
+    from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+
+    with ExitStack() as stack:
+        url, model = stack.enter_context(_local_triton(settings, onnx_path, log_dir))
+        gateways = {
+            "gateway/triton": stack.enter_context(gateway_process(
+                settings, "triton", onnx_path=None, threads=threads, log_dir=log_dir, triton_url=url,
+                triton_model=model, tag="-now")),
+            "gateway/triton before": stack.enter_context(gateway_process(
+                settings, "triton", onnx_path=None, threads=threads, log_dir=log_dir, triton_url=url,
+                triton_model=model, env_overrides=GATEWAY_VARIANTS["before"][0],
+                uvicorn_args=GATEWAY_VARIANTS["before"][1], tag="-before")),
+        }
+
+        async def main() -> dict:
+            triton = client_module.InferenceServerClient(url, conn_limit=concurrency, conn_timeout=120.0)
+            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            clients = {name: httpx.AsyncClient(base_url=base, timeout=120.0, limits=limits)
+                       for name, base in gateways.items()}
+            try:
+                async def direct() -> int:
+                    inp = client_module.InferInput(INPUT_NAME, list(tensor.shape), "FP32")
+                    inp.set_data_from_numpy(tensor)
+                    out = client_module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)
+                    result = await triton.infer(model, [inp], outputs=[out])
+                    return 200 if result.as_numpy(OUTPUT_NAME) is not None else 500
+
+                def via(client):
+                    async def send() -> int:
+                        r = await client.post("/v1/classify?top_k=1", content=image,
+                                              headers={"content-type": "image/jpeg"})
+                        return r.status_code
+                    return send
+
+                sends = {"triton direct": direct, **{name: via(c) for name, c in clients.items()}}
+                for send in sends.values():  # warm-up
+                    await _burst(send, concurrency, concurrency)
+                totals = {name: [0, 0.0, 0] for name in sends}
+                for _ in range(rounds):
+                    for name, send in sends.items():
+                        ok, seconds, errors = await _burst(send, concurrency, burst)
+                        totals[name][0] += ok
+                        totals[name][1] += seconds
+                        totals[name][2] += errors
+                return totals
+            finally:
+                await triton.close()
+                for c in clients.values():
+                    await c.aclose()
+
+        totals = asyncio.run(main())
+    img_s = {name: ok / seconds for name, (ok, seconds, _) in totals.items()}
+    return {
+        "concurrency": concurrency, "rounds": rounds, "burst": burst,
+        "img_s": img_s,
+        "errors": {name: err for name, (_, _, err) in totals.items()},
+        "ratio_to_direct": {name: v / img_s["triton direct"] for name, v in img_s.items()},
+    }
+
+
+def side_by_side(settings: ServingSettings, *, cache_dir: Path, log_dir: Path, threads: int | None = None,
+                 parts: tuple[str, ...] = ("photo", "overhead", "triton"), rounds: int = 60, log=print) -> dict:
+    from bench.timing import environment, load_average
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    image = test_image()
+    tensor = preprocessed(image, settings)
+    onnx_path = _export(settings, cache_dir, threads)
+    out: dict = {"model": settings.model, "res": settings.res, "model_kwargs": settings.model_kwargs,
+                 "image_bytes": len(image), "environment": environment(threads), "load_average_before": load_average()}
+    if "photo" in parts:
+        out["large_photo"] = large_photo(settings)
+        log(f"  12 MP photo: {out['large_photo']}")
+    if "overhead" in parts:
+        out["overhead_c1"] = overhead_side_by_side(settings, onnx_path, image, tensor, log_dir=log_dir,
+                                                   threads=threads, rounds=rounds)
+        log(f"  overhead at c=1: {out['overhead_c1']['overhead_p50_ms']}")
+    if "triton" in parts:
+        try:
+            out["triton_c16"] = triton_throughput_side_by_side(settings, onnx_path, image, tensor, log_dir=log_dir,
+                                                               threads=threads)
+            log(f"  throughput at c=16: {out['triton_c16']['img_s']}")
+        except Exception as exc:
+            out["triton_c16"] = {"skipped": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    if "load" in parts:
+        out["load"] = load_test(settings, onnx_path, image, log_dir=log_dir, threads=threads)
+        log(f"  load: {out['load']}")
+    out["load_average_after"] = load_average()
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def load_test(settings: ServingSettings, onnx_path: Path, image: bytes, *, log_dir: Path, threads: int | None,
+              concurrency: int = 64, seconds: float = 60.0, warmup_seconds: float = 10.0) -> dict:
+    """Bounded load on the embedded gateway: ``concurrency`` clients for ``seconds`` after a
+    warm-up; every request's outcome counted (none may be lost: started == answered), the
+    gateway's 429 counter compared with what clients saw, RSS after warm-up and after."""
+    import httpx
+
+    info: dict = {}
+    with gateway_process(settings, "embedded", onnx_path=onnx_path, threads=threads, log_dir=log_dir,
+                         tag="-load", info=info) as base:
+        async def drive(duration: float) -> dict:
+            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            async with httpx.AsyncClient(base_url=base, timeout=120.0, limits=limits) as client:
+                async def send() -> int:
+                    r = await client.post("/v1/classify?top_k=1", content=image, headers={"content-type": "image/jpeg"})
+                    return r.status_code
+
+                started = {"n": 0}
+
+                async def counted() -> int:
+                    started["n"] += 1
+                    return await send()
+
+                level = await _drive(counted, concurrency, 10**9, duration)
+                level["started"] = started["n"]
+                return level
+
+        asyncio.run(drive(warmup_seconds))
+        rss_warm = rss_mb(info["pid"])
+        before = httpx.get(base + "/metrics").text
+        level = asyncio.run(drive(seconds))
+        after = httpx.get(base + "/metrics").text
+        rss_end = rss_mb(info["pid"])
+
+    def counter(text: str, name: str, **labels: str) -> float:
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rpartition(" ")[2])
+        return total
+
+    statuses = level["statuses"]
+    return {
+        "concurrency": concurrency, "seconds": seconds, "warmup_seconds": warmup_seconds,
+        "started": level["started"], "answered": level["requests"], "statuses": statuses,
+        "lost": level["started"] - level["requests"],
+        "server_5xx": sum(
+            counter(after, "hyena_requests_total", status=str(c)) - counter(before, "hyena_requests_total", status=str(c))
+            for c in (500, 502, 503, 504)),
+        "server_429": counter(after, "hyena_rejected_total", reason="overloaded")
+        - counter(before, "hyena_rejected_total", reason="overloaded"),
+        "throughput_img_s": level["throughput_img_s"], "latency": level["latency"],
+        "rss_after_warmup_mb": rss_warm, "rss_after_run_mb": rss_end, "rss_growth": rss_end / rss_warm - 1,
+        "limits": {"max_concurrency": 32, "max_queue": 1024},
+    }
+
+
+def side_by_side_markdown(doc: dict) -> str:
+    lines = [f"# Gateway overhead, side by side ({doc['model']} @ {doc['res']} px)", ""]
+    env = doc.get("environment", {})
+    lines += [f"Host: {env.get('cpu', '?')}, load average before {doc.get('load_average_before')}, after "
+              f"{doc.get('load_average_after')}. Alternatives timed in interleaved rounds.", ""]
+    o = doc.get("overhead_c1")
+    if o:
+        lines += ["## Concurrency 1: p50 latency over the bare ONNX Runtime session", "",
+                  "| target | p50 ms | p90 ms | overhead p50 ms | decode | preprocess | inference | total (stage means, ms) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, p50 in o["p50_ms"].items():
+            st = o["stages"].get(name, {})
+            cells = [f"{st[k]['mean_ms']:.2f}" if k in st else "" for k in ("decode", "preprocess", "inference", "total")]
+            over = o["overhead_p50_ms"].get(name)
+            lines.append(f"| {name} | {p50:.2f} | {o['p90_ms'][name]:.2f} | {'' if over is None else f'{over:+.2f}'} | "
+                         + " | ".join(cells) + " |")
+        lines += ["", f"{o['rounds']} interleaved rounds.", ""]
+    t = doc.get("triton_c16")
+    if t and "img_s" in t:
+        lines += [f"## Throughput at concurrency {t['concurrency']}: gateway -> Triton vs Triton direct", "",
+                  "| target | img/s | ratio to direct | errors |", "|---|---|---|---|"]
+        for name, v in t["img_s"].items():
+            lines.append(f"| {name} | {v:.1f} | {t['ratio_to_direct'][name]:.2f} | {t['errors'][name]} |")
+        lines += ["", f"{t['rounds']} alternating bursts of {t['burst']} requests each.", ""]
+    elif t:
+        lines += ["## Triton", "", t.get("skipped", ""), ""]
+    p = doc.get("large_photo")
+    if p:
+        lines += ["## 12-megapixel JPEG: decode + preprocess", "",
+                  f"{p['image']}, {p['image_bytes']:,} bytes: full decode {p['full_decode_ms']:.1f} ms, JPEG draft "
+                  f"mode {p['draft_decode_ms']:.1f} ms ({p['speedup']:.1f}x); model input max |diff| "
+                  f"{p['max_abs_diff_normalised']:.3f}, mean {p['mean_abs_diff_normalised']:.4f} (normalised units).", ""]
+    ld = doc.get("load")
+    if ld:
+        lat = ld["latency"]
+        lines += [f"## Load: {ld['concurrency']} clients for {ld['seconds']:.0f} s (embedded backend)", "",
+                  f"{ld['started']} requests started, {ld['answered']} answered ({ld['lost']} lost); statuses "
+                  f"{ld['statuses']}; server 5xx {ld['server_5xx']:.0f}, 429 {ld['server_429']:.0f} (limits: "
+                  f"{ld['limits']['max_concurrency']} in progress, {ld['limits']['max_queue']} queued); "
+                  f"{ld['throughput_img_s']:.1f} img/s, p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms; "
+                  f"gateway RSS {ld['rss_after_warmup_mb']:.0f} MB after warm-up, {ld['rss_after_run_mb']:.0f} MB "
+                  f"after the run ({ld['rss_growth']:+.1%}).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bench.serving",
+                                description="Gateway overhead levers, the 12 MP photo and gateway->Triton throughput, "
+                                            "side by side (interleaved).")
+    p.add_argument("--quick", action="store_true", help="hpx_former_s12 at 64 px (the issue's setting)")
+    p.add_argument("--parts", default="photo,overhead,triton")
+    p.add_argument("--out", type=Path, default=Path("bench/out/serving_side_by_side"))
+    p.add_argument("--cache", type=Path, default=Path("bench/out/cache"))
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--rounds", type=int, default=60, help="interleaved rounds at concurrency 1")
+    args = p.parse_args(argv)
+    settings = settings_for(quick=args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = side_by_side(settings, cache_dir=args.cache, log_dir=args.out / "logs", threads=args.threads,
+                       parts=tuple(args.parts.split(",")), rounds=args.rounds)
+    (args.out / "results.json").write_text(json.dumps(doc, indent=2))
+    (args.out / "report.md").write_text(side_by_side_markdown(doc))
+    print(side_by_side_markdown(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,9 @@ if TYPE_CHECKING:  # the app module imports the routes; the routes only need the
     from hyena_serve.gateway.main import Gateway
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # async on purpose: FastAPI runs a plain def dependency in its thread pool, a thread
+    # hop per request for an attribute lookup
     return request.app.state.gateway
 
 

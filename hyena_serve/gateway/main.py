@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -102,6 +104,10 @@ class Gateway:
         self.keys = KeyRing.load(secret, settings.api_keys_file)  # None: auth off
         self.metrics = GatewayMetrics()
         self.backend = backend if backend is not None else build_backend(settings, self.metrics)
+        batcher = getattr(self.backend, "_batcher", None)  # in-process backends share the micro-batcher
+        if batcher is not None and hasattr(batcher, "idle_dispatch"):
+            batcher.idle_dispatch = settings.batch_idle_dispatch
+        self._pool: ThreadPoolExecutor | None = None
         self._labels: tuple[Manifest, tuple[str, ...]] | None = None
         self.admission: Admission | None = None
         self.start_error: str | None = None
@@ -128,6 +134,8 @@ class Gateway:
     async def open(self) -> None:
         s = self.settings
         self.admission = Admission(s.max_concurrency, s.max_queue, self.metrics, s.retry_after_s, s.request_timeout_s)
+        self._pool = ThreadPoolExecutor(max_workers=s.preprocess_threads or os.cpu_count() or 1,
+                                        thread_name_prefix="preprocess")
         log.info("starting the %s backend", s.backend)
         self._start_task = asyncio.create_task(self._start_backend(), name="backend-start")
 
@@ -157,6 +165,9 @@ class Gateway:
             except (asyncio.CancelledError, Exception):
                 pass
         await self.backend.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def wait_started(self, timeout: float | None = None) -> None:
         """Wait until the backend has started; raises RuntimeError if it failed."""
@@ -223,7 +234,11 @@ class Gateway:
 
     async def _prepare(self, index: int, data: bytes, info: ModelInfo, many: bool) -> np.ndarray:
         try:
-            array, decode_s, preprocess_s = await run_in_threadpool(self._prepare_sync, data, info)
+            if self._pool is not None:
+                loop = asyncio.get_running_loop()
+                array, decode_s, preprocess_s = await loop.run_in_executor(self._pool, self._prepare_sync, data, info)
+            else:  # not opened (tests that drive classify directly)
+                array, decode_s, preprocess_s = await run_in_threadpool(self._prepare_sync, data, info)
         except ImageError as exc:
             if many:
                 raise ImageError(f"image {index}: {exc.reason}", status=exc.status) from None

@@ -56,6 +56,11 @@ class GatewaySettings(BaseSettings):
     # --- micro-batching (in-process backends; Triton batches on its own) ---------------
     batch_max_size: int = Field(8, ge=1, description="largest batch run at once")
     batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits for more requests")
+    batch_idle_dispatch: bool = Field(
+        True, description="a request that finds the batcher idle runs at once instead of waiting batch_max_wait_ms "
+                          "for company (under load batches still fill while the previous one runs)")
+    preprocess_threads: int = Field(0, ge=0, description="threads that decode and preprocess images (0 = one per "
+                                                         "CPU core)")
 
     # --- access control (off unless keys are given) -------------------------------------
     api_keys: SecretStr | None = Field(
