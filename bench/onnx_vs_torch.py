@@ -217,10 +217,10 @@ def bench_ops(args) -> list[dict]:
             unknown = set(args.strategies) - set(STRATEGIES)
             if unknown:
                 raise SystemExit(f"unknown strategies {sorted(unknown)}; expected some of {STRATEGIES}")
-            fits = {"2d": ("split2d", "dense2d", "conv"), "1d_bidir": ("ct1d", "dense1d", "conv")}[mode]
+            fits = {"2d": ("split2d", "dense2d", "conv"), "1d_bidir": ("ct1ds", "ct1d", "dense1d", "conv")}[mode]
             strategies += [s for s in args.strategies if s in fits and s != chosen]
         if args.all_strategies:
-            cands = ["split2d", "dense2d", "conv"] if mode == "2d" else ["ct1d", "dense1d", "conv"]
+            cands = ["split2d", "dense2d", "conv"] if mode == "2d" else ["ct1ds", "ct1d", "dense1d", "conv"]
             if plan.fft[0] > 2048:
                 cands = [s for s in cands if s != "dense1d"]
             strategies += [s for s in cands if s != chosen]

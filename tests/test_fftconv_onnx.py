@@ -80,7 +80,7 @@ def _strategies(plan):
         return ["split2d", "dense2d", "conv"]
     out = ["dense1d", "conv"]
     if _ct_ok(plan):
-        out.append("ct1d")
+        out += ["ct1d", "ct1ds"]
     return out
 
 
@@ -214,7 +214,7 @@ class _nullctx:
 
 @pytest.mark.parametrize("mode,size,expected", [
     (MODE_2D, 56, "split2d"), (MODE_2D, 28, "split2d"), (MODE_2D, 14, "split2d"), (MODE_2D, 7, "conv"),
-    (MODE_1D_BIDIR, 56, "ct1d"), (MODE_1D_BIDIR, 28, "ct1d"), (MODE_1D_BIDIR, 14, "dense1d"),
+    (MODE_1D_BIDIR, 56, "ct1ds"), (MODE_1D_BIDIR, 28, "ct1ds"), (MODE_1D_BIDIR, 14, "dense1d"),
     (MODE_1D_BIDIR, 7, "dense1d"),
 ])
 def test_strategy_at_s18_stage_shapes(mode, size, expected):

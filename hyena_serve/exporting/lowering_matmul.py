@@ -20,6 +20,8 @@ Strategies (chosen per plan by :func:`choose_strategy`):
              the sequence. The crop shift is folded into the spectrum (a phase) so both
              the input and the output occupy only the first rows of that view; Hermitian
              symmetry of the real signal lets every stage keep only k1 ≤ N1/2.
+``ct1ds``    ct1d with the complex intermediates as separate real/imaginary tensors (as
+             split2d): no re/im swap copies; the default for long sequences.
 ``dense1d``  1D, short sequences: one real DFT GEMM each way.
 ``conv``     depthwise ``Conv`` with the taps that can reach the output (recovered from Kf
              at session creation); fastest for small maps (e.g. Hpx at 7×7).
@@ -35,7 +37,7 @@ import numpy as np
 from hyena_serve.contract import MODE_2D, FFTPlan
 from hyena_serve.exporting.lowering_common import FLOAT, BodyBuilder, cis, cis_frac, left_block, right_block
 
-STRATEGIES = ("split2d", "dense2d", "ct1d", "dense1d", "conv")
+STRATEGIES = ("split2d", "dense2d", "ct1ds", "ct1d", "dense1d", "conv")
 
 
 def _herm_weights(n: int, half: int) -> np.ndarray:
@@ -56,7 +58,8 @@ def _herm_weights(n: int, half: int) -> np.ndarray:
 #: small; never for 1d (ORT's long 1D depthwise Conv is slow). split2d over dense2d
 #: (same bench, --all-strategies, 1 thread, best of 18-30 calls interleaved): 64×56² B=1
 #: 6.4 vs 7.2 ms, 128×28² 1.73 vs 2.01 (B=8: 19.8 vs 26.4), 320×14² 1.07 vs 1.13 (B=8:
-#: 8.7 vs 10.4); at 7×7 both lose to conv (0.69 / 0.62 vs 0.14).
+#: 8.7 vs 10.4); at 7×7 both lose to conv (0.69 / 0.62 vs 0.14). ct1ds over ct1d: 128×784
+#: B=1 1.21 vs 1.38 ms (B=8, 2 threads: 22 vs 32), 64×3136 a tie (3.5-4.3 ms either).
 CONV_MAX_MACS_2D = 64 * 169
 CONV_MAX_MACS_1D = 0
 DENSE1D_MAX_N = 512
@@ -82,7 +85,7 @@ def choose_strategy(plan: FFTPlan) -> str:
         return "conv"
     if nfft <= DENSE1D_MAX_N:
         return "dense1d"
-    return "ct1d"
+    return "ct1ds"
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def ct_factors(length: int, nfft: int) -> CTFactors:
 def supports(plan: FFTPlan) -> bool:
     """Whether the matmul lowering handles ``plan`` (a prime-ish long N does not)."""
     try:
-        if choose_strategy(plan) == "ct1d":
+        if choose_strategy(plan) in ("ct1d", "ct1ds"):
             ct_factors(plan.spatial[0], plan.fft[0])
         return True
     except ValueError:
@@ -138,6 +141,8 @@ def build_body(fb: BodyBuilder, plan: FFTPlan, channels: int, strategy: str | No
         _dense2d(fb, plan)
     elif strategy == "ct1d":
         _ct1d(fb, plan)
+    elif strategy == "ct1ds":
+        _ct1ds(fb, plan)
     elif strategy == "dense1d":
         _dense1d(fb, plan)
     elif strategy == "split2d":
@@ -294,6 +299,50 @@ def _ct1d(fb: BodyBuilder, plan: FFTPlan, factors: CTFactors | None = None) -> N
     g1 = np.empty((rows, 2 * half))
     g1[:, 0::2], g1[:, 1::2] = c * wt, -s * wt
     out = fb.matmul(fb.const(g1, "G1"), fb.reshape(u, [0, 0, 2 * half, n2]))   # (B,C,rows,N2)
+    out = fb.reshape(out, [0, 0, rows * n2])
+    if rows * n2 > length:
+        out = fb.op("Slice", [out, fb.ints([0]), fb.ints([length]), fb.ints([2])])
+    fb.finish(fb.op("Reshape", [out, fb.op("Shape", ["X"])]))
+
+
+def _ct1ds(fb: BodyBuilder, plan: FFTPlan, factors: CTFactors | None = None) -> None:
+    """ct1d with every complex intermediate as separate real and imaginary tensors: the
+    left GEMMs over N1 are two GEMMs (real rows, imaginary rows), the twiddles and the
+    spectrum are four Muls and two Adds on half-size tensors (no re/im swap copy), and each
+    N2 DFT is one Concat [re | im] and two right GEMMs."""
+    (length,), (nfft,) = plan.spatial, plan.fft
+    f = factors or ct_factors(length, nfft)
+    n1, n2, rows, half = f.n1, f.n2, f.rows, f.half
+    x = fb.reshape(fb.op("Cast", ["X"], to=FLOAT), [0, 0, length])
+    if rows * n2 > length:
+        x = fb.op("Pad", [x, fb.ints([0, 0, 0, 0, 0, rows * n2 - length])])
+    x = fb.reshape(x, [0, 0, rows, n2])
+
+    def cmul(re, im, wr, wi):
+        return (fb.op("Sub", [fb.op("Mul", [re, wr]), fb.op("Mul", [im, wi])]),
+                fb.op("Add", [fb.op("Mul", [re, wi]), fb.op("Mul", [im, wr])]))
+
+    def dft_n2(re, im, sign, hint):
+        c, s = cis(np.arange(n2)[:, None], np.arange(n2)[None, :], n2, sign=sign)
+        q = fb.op("Concat", [re, im], axis=3)                                   # (B,C,h,2N2)
+        return (fb.matmul(q, fb.const(np.concatenate([c, -s], axis=0), hint + "_re")),
+                fb.matmul(q, fb.const(np.concatenate([s, c], axis=0), hint + "_im")))
+
+    k1 = np.arange(half)
+    c, s = cis(k1[:, None], np.arange(rows)[None, :], n1)
+    pr, pi = fb.matmul(fb.const(c, "F1_re"), x), fb.matmul(fb.const(s, "F1_im"), x)  # (B,C,h,N2)
+    tc, ts = cis(k1[:, None], np.arange(n2)[None, :], nfft)
+    zr, zi = dft_n2(*cmul(pr, pi, fb.const(tc, "tw_re"), fb.const(ts, "tw_im")), -1.0, "F2")
+
+    kidx = k1[:, None] + n1 * np.arange(n2)[None, :]
+    kre, kim = _shifted_full_spectrum_1d(fb, plan, kidx)                        # (C,h,N2)
+    ur, ui = dft_n2(*cmul(zr, zi, kre, kim), +1.0, "G2")
+    tc, ts = cis(k1[:, None], np.arange(n2)[None, :], nfft, sign=+1.0)
+    vr, vi = cmul(ur, ui, fb.const(tc, "itw_re"), fb.const(ts, "itw_im"))
+    c, s = cis(np.arange(rows)[:, None], k1[None, :], n1, sign=+1.0)
+    wt = _herm_weights(n1, half)[None, :] / nfft
+    out = fb.op("Add", [fb.matmul(fb.const(c * wt, "G1_re"), vr),
+                        fb.matmul(fb.const(-s * wt, "G1_im"), vi)])              # (B,C,rows,N2)
     out = fb.reshape(out, [0, 0, rows * n2])
     if rows * n2 > length:
         out = fb.op("Slice", [out, fb.ints([0]), fb.ints([length]), fb.ints([2])])
