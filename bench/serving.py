@@ -126,7 +126,7 @@ def gateway_process(settings: ServingSettings, backend: str, *, onnx_path: Path 
         "HYENA_THREADS": str(threads or 0),
         "HYENA_ARTIFACTS_DIR": str(log_dir / "gateway-artifacts"),
         "HYENA_MAX_QUEUE": "1024",
-        "HYENA_ACCESS_LOG": "false",
+        "HYENA_ACCESS_LOG": os.environ.get("BENCH_ACCESS_LOG", "false"),
     })
     env.update(env_overrides or {})
     if onnx_path is not None:
