@@ -56,6 +56,7 @@ DEFAULT_CFGS: dict[str, ModelConfig] = {
     "hb_former_b36": _cfg("hb_former_b36", "hb_former_b36.westai_in1k"),
     "hb_a_former_s18": _cfg("hb_a_former_s18", "hb_a_former_s18.westai_in1k"),
     "convformer_s18": _cfg("convformer_s18"),
+    "sasa_former_s18": _cfg("sasa_former_s18"),
     "hpx_former_s4": _cfg("hpx_former_s4"),
     "hpx_former_s12": _cfg("hpx_former_s12"),
     "hb_former_s4": _cfg("hb_former_s4"),
@@ -64,4 +65,5 @@ DEFAULT_CFGS: dict[str, ModelConfig] = {
     "c_hpx_former_s4": _cfg("c_hpx_former_s4"),
     "hb_a_former_s4": _cfg("hb_a_former_s4"),
     "convformer_s4": _cfg("convformer_s4"),
+    "sasa_former_s4": _cfg("sasa_former_s4"),
 }

@@ -11,6 +11,7 @@ from hyena_serve.layers.implicit_filter import (
     centre_distance,
     sincos_pos_emb_2d,
 )
+from hyena_serve.layers.local_attention import LocalSelfAttention, local_attention_reference
 from hyena_serve.layers.mlp import Mlp, MlpHead, SquaredReLU, StarReLU
 from hyena_serve.layers.norms import LayerNormWithoutBias, Scale
 from hyena_serve.layers.sepconv import SepConv
@@ -24,6 +25,7 @@ __all__ = [
     "HyenaPixelFilter",
     "HyenaPixelMixer",
     "LayerNormWithoutBias",
+    "LocalSelfAttention",
     "Mlp",
     "MlpHead",
     "Scale",
@@ -34,5 +36,6 @@ __all__ = [
     "drop_path",
     "global_kernel_1d",
     "global_kernel_2d",
+    "local_attention_reference",
     "sincos_pos_emb_2d",
 ]

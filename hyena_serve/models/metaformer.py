@@ -2,7 +2,9 @@
 MetaFormer backbone.
 
 Spravil et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305);
-Yu et al., "MetaFormer Baselines for Vision" (arXiv 2210.13452).
+Yu et al., "MetaFormer Baselines for Vision" (arXiv 2210.13452). The comparison mixers
+of the HyenaPixel paper: local self-attention (SASA, Ramachandran et al. 2019,
+``hyena_serve.layers.local_attention``) in ``sasa_former_*``.
 
 The module tree follows the published checkpoints (sail-sg MetaFormer layout), so their
 state dicts load with ``strict=True``: ``downsample_layers.i.{pre_norm,conv,post_norm}``,
@@ -31,6 +33,7 @@ from hyena_serve.layers import (
     HyenaBidirMixer,
     HyenaPixelMixer,
     LayerNormWithoutBias,
+    LocalSelfAttention,
     Mlp,
     MlpHead,
     Scale,
@@ -272,6 +275,12 @@ def hb_a_former_s18(**kwargs) -> MetaFormer:
 
 
 @register_model
+def sasa_former_s18(**kwargs) -> MetaFormer:
+    """hpx_former_s18's layout with 7×7 local self-attention where Hpx sits (no released weights)."""
+    return _build("sasa_former_s18", S18, LocalSelfAttention, kwargs)
+
+
+@register_model
 def convformer_s18(**kwargs) -> MetaFormer:
     return _build("convformer_s18", S18, SepConv, kwargs)
 
@@ -311,6 +320,11 @@ def c_hpx_former_s4(**kwargs) -> MetaFormer:
 @register_model
 def hb_a_former_s4(**kwargs) -> MetaFormer:
     return _build("hb_a_former_s4", S4, _hb()[:2] + [Attention, Attention], kwargs)
+
+
+@register_model
+def sasa_former_s4(**kwargs) -> MetaFormer:
+    return _build("sasa_former_s4", S4, LocalSelfAttention, kwargs)
 
 
 @register_model
