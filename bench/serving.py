@@ -142,6 +142,7 @@ def gateway_process(settings: ServingSettings, backend: str, *, onnx_path: Path 
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "hyena_serve.gateway.main:create_app", "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+             "--timeout-keep-alive", env.get("HYENA_KEEP_ALIVE_S", "75"),  # as `hyena-serve serve` does
              *uvicorn_args],
             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

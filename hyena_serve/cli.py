@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "serving with the %s backend on http://%s:%d (docs at /docs)", settings.backend, settings.host, settings.port)
     # the gateway writes its own access log (request id, route, stages); uvicorn's would repeat it
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=not settings.access_log)
+                access_log=not settings.access_log, timeout_keep_alive=settings.keep_alive_s)
     return 0
 
 

@@ -76,6 +76,10 @@ class GatewaySettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     log_level: str = "info"
+    keep_alive_s: int = Field(
+        75, ge=1, description="idle keep-alive connections are closed after this many seconds; longer than the "
+                              "idle timeout of a load balancer or client pool in front (60 s is common), so the "
+                              "server never closes a connection the client is about to reuse")
     access_log: bool = Field(True, description="one log line per request (logger hyena_serve.access)")
     access_log_json: bool = Field(False, description="access log lines as JSON objects instead of text")
 
