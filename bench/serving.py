@@ -543,30 +543,11 @@ def photo_12mp(width: int = 4000, height: int = 3000) -> bytes:
 
 
 def decode_draft(data: bytes, config, max_pixels: int):
-    """JPEG draft-mode decode: libjpeg scales by 1/2, 1/4 or 1/8 while decoding, to the
-    smallest size still at least the preprocessing's resize target; then the usual
-    resize/crop/normalise. (The gateway's decode_image in hyena_serve/preprocess.py does
-    not do this; this is the measured alternative.)"""
-    import math
-    import warnings
+    """JPEG draft-mode decode (``decode_image(draft_for=...)``, the gateway's
+    ``HYENA_JPEG_DRAFT``) then the usual resize/crop/normalise."""
+    from hyena_serve.preprocess import preprocess_bytes
 
-    from PIL import Image
-
-    from hyena_serve.preprocess import preprocess_image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ValueError("over the pixel limit")
-        if image.format == "JPEG":
-            _, out_h, out_w = config.input_size
-            short = math.floor(min(out_h, out_w) / config.crop_pct)
-            factor = short / min(width, height)
-            image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
-        image.load()
-    return preprocess_image(image, config)
+    return preprocess_bytes(data, config, max_pixels=max_pixels, draft=True)
 
 
 def large_photo(settings: ServingSettings, rounds: int = 7) -> dict:

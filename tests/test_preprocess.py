@@ -138,3 +138,18 @@ def test_preprocessing_round_trips_through_a_dict_and_rejects_nonsense():
         Cfg(mean=(0.5,))
     with pytest.raises(ValueError, match="invalid preprocessing"):
         Preprocessing.from_dict({"crop_pct": 1.0})
+
+
+def test_jpeg_draft_decoding_is_smaller_and_close_to_the_full_decode():
+    photo = Image.fromarray(np.asarray(_photo(60, 40).resize((1600, 1200), Image.Resampling.BICUBIC)))
+    data = _encode(photo, "JPEG", quality=90)
+    cfg = Cfg(input_size=(3, 64, 64), crop_pct=0.875)
+    drafted = decode_image(data, draft_for=cfg)
+    assert drafted.size == (200, 150)  # 1/8 scale: the smallest whose shorter side still reaches 64 / 0.875
+    full = preprocess_bytes(data, cfg)
+    fast = preprocess_bytes(data, cfg, draft=True)
+    assert fast.shape == full.shape and np.abs(fast - full).mean() < 0.02  # normalised units (~1 grey level)
+    png = _encode(photo, "PNG")
+    assert decode_image(png, draft_for=cfg).size == (1600, 1200)  # only JPEG has a draft mode
+    small = _encode(_photo(60, 40), "JPEG")
+    assert decode_image(small, draft_for=cfg).size == (60, 40)  # never below the resize target

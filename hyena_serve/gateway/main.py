@@ -253,7 +253,8 @@ class Gateway:
 
     def _prepare_sync(self, data: bytes, info: ModelInfo) -> tuple[np.ndarray, float, float]:
         t0 = time.perf_counter()
-        image = decode_image(data, max_pixels=self.settings.max_image_pixels)
+        draft_for = info.preprocess if self.settings.jpeg_draft else None
+        image = decode_image(data, max_pixels=self.settings.max_image_pixels, draft_for=draft_for)
         t1 = time.perf_counter()
         array = preprocess_image(image, info.preprocess)
         return array, t1 - t0, time.perf_counter() - t1
