@@ -268,7 +268,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-check", action="store_true", help="skip the parity check when exporting")
     args = p.parse_args(argv)
     Path(args.cache).mkdir(parents=True, exist_ok=True)
-    result = dict(args=vars(args), method="separate processes per backend, interleaved blocks, medians",
+    shown = dict(vars(args))
+    cache = Path(args.cache).resolve()
+    if cache.is_relative_to(REPO):  # no machine paths in results that get committed
+        shown["cache"] = str(cache.relative_to(REPO))
+    result = dict(args=shown, method="separate processes per backend, interleaved blocks, medians",
                   host=dict(cpus=os.cpu_count(), load=os.getloadavg()))
     if args.part in ("ops", "all"):
         result["ops"] = bench_ops(args)
