@@ -85,6 +85,16 @@ def _build(spec, np, torch):
                     with torch.inference_mode():
                         model(x)
                 fns[b] = run
+        elif spec["backend"] == "openvino":
+            import openvino as ov
+
+            core = ov.Core()
+            compiled = core.compile_model(core.read_model(spec["onnx"]), "CPU", {
+                "INFERENCE_NUM_THREADS": spec["threads"], "INFERENCE_PRECISION_HINT": "f32"})
+            for b in spec["batches"]:
+                x = rng.standard_normal((b, 3, spec["res"], spec["res"])).astype(np.float32)
+                request = compiled.create_infer_request()
+                fns[b] = lambda x=x, r=request: r.infer([x])
         else:
             import onnxruntime as ort
 
@@ -187,14 +197,25 @@ def bench_models(args) -> list[dict]:
         ort_child = Child({**base, "backend": "ort", "onnx": str(path)})
         session_s = time.perf_counter() - t0
         children = {"torch": Child({**base, "backend": "torch"}), "ort": ort_child}
+        if args.openvino:
+            inlined = build_artifact(ModelSpec.of(name, args.res, "random", seed=0), args.cache, body=args.body,
+                                     check=not args.no_check, force=args.reexport, inline=True).onnx_path
+            children["openvino"] = Child({**base, "backend": "openvino", "onnx": str(inlined)})
         try:
             for b in args.batches:
                 res = interleaved(children, b, args.blocks, args.per_block, args.warmup)
-                ratio = res["ort"]["median_ms"] / res["torch"]["median_ms"]
-                rows.append(dict(model=name, res=args.res, batch=b, body=args.body, torch=res["torch"],
-                                 ort=res["ort"], ratio=ratio, ort_session_create_s=session_s))
-                print(f"{name:16s} B={b:<2d} torch {res['torch']['median_ms']:8.2f} ms   ORT "
-                      f"{res['ort']['median_ms']:8.2f} ms   ratio {ratio:5.2f}", flush=True)
+                t = res["torch"]["median_ms"]
+                ratio = res["ort"]["median_ms"] / t
+                row = dict(model=name, res=args.res, batch=b, body=args.body, torch=res["torch"],
+                           ort=res["ort"], ratio=ratio, ort_session_create_s=session_s)
+                line = (f"{name:16s} B={b:<2d} torch {t:8.2f} ms   ORT {res['ort']['median_ms']:8.2f} ms   "
+                        f"ratio {ratio:5.2f}")
+                if "openvino" in res:
+                    row["openvino"] = res["openvino"]
+                    row["openvino_ratio"] = res["openvino"]["median_ms"] / t
+                    line += f"   OpenVINO (inlined) {res['openvino']['median_ms']:8.2f} ms   ratio {row['openvino_ratio']:5.2f}"
+                rows.append(row)
+                print(line, flush=True)
         finally:
             for ch in children.values():
                 ch.close()
@@ -261,6 +282,8 @@ def main(argv=None) -> int:
     p.add_argument("--all-strategies", action="store_true", help="ops: time every applicable body strategy")
     p.add_argument("--strategies", type=lambda v: [x for x in v.split(",") if x], default=[],
                    help="ops: also time these body strategies where they apply, e.g. dense2d,ct1d")
+    p.add_argument("--openvino", action="store_true",
+                   help="models: also time OpenVINO on the --inline export (needs the openvino wheel)")
     p.add_argument("--with-dft", action="store_true", help="ops: also time the plain DFT body")
     p.add_argument("--cache", default=str(REPO / "bench" / "out" / "artifacts"),
                    help="artifact cache (exports land in its onnx/ folder)")

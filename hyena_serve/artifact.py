@@ -112,14 +112,15 @@ def plan_manifest(spec: ModelSpec) -> Manifest:
                     model_kwargs=kwargs)
 
 
-def artifact_name(manifest: Manifest, body: str = "matmul", precision: str = "fp32") -> str:
+def artifact_name(manifest: Manifest, body: str = "matmul", precision: str = "fp32", inline: bool = False) -> str:
     """File stem of an export: model, resolution, weights fingerprint, extra arguments,
-    FFTConv body and precision — everything that changes the file's content."""
+    FFTConv body and precision — everything that changes the file's content — and
+    ``_inline`` for a file with the FFTConv functions expanded (standard ops only)."""
     name = f"{manifest.model}_{manifest.resolution}_{manifest.weights.fingerprint}"
     if manifest.model_kwargs:
         blob = json.dumps(manifest.model_kwargs, sort_keys=True, default=str)
         name += "_k" + hashlib.sha256(blob.encode()).hexdigest()[:8]
-    return f"{name}_{body}_{precision}"
+    return f"{name}_{body}_{precision}" + ("_inline" if inline else "")
 
 
 def build_served_model(spec: ModelSpec, manifest: Manifest | None = None):
@@ -183,25 +184,27 @@ def open_artifact(onnx_path: str | os.PathLike) -> Artifact:
 
 def build_artifact(spec: ModelSpec, artifacts_dir: str | os.PathLike = DEFAULT_ARTIFACTS_DIR, *,
                    body: str = "matmul", precision: str = "fp32", check: bool = True, progress: bool = True,
-                   out: str | os.PathLike | None = None, force: bool = False) -> Artifact:
+                   out: str | os.PathLike | None = None, force: bool = False, inline: bool = False) -> Artifact:
     """The ONNX artifact of ``spec``: the cached one, or exported now (see the module doc).
 
     ``out`` writes to that path instead of the cache (its manifest beside it). On any
     failure nothing is left at the target: the export goes to a temporary folder first.
+    ``inline``: expand the hyena::FFTConv functions (standard ONNX ops only, for runtimes
+    such as OpenVINO that do not expand model-local functions; no FFTConv node for TensorRT).
     """
     if body not in FFTCONV_BODIES:
         raise ArtifactError(f"unknown FFTConv body {body!r}; expected one of {FFTCONV_BODIES}")
     if precision not in PRECISIONS:
         raise ArtifactError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     manifest = plan_manifest(spec)
-    name = artifact_name(manifest, body, precision)
+    name = artifact_name(manifest, body, precision, inline)
     target = Path(out) if out is not None else Path(artifacts_dir) / "onnx" / f"{name}.onnx"
     if not force and target.is_file() and manifest_path_for(target).is_file():
         cached = open_artifact(target)
         if _same_model(cached.manifest, manifest, body, precision):
             log.info("using the cached artifact %s", target)
             return cached
-    return _export(spec, manifest, target, body, precision, check, progress)
+    return _export(spec, manifest, target, body, precision, check, progress, inline)
 
 
 def _same_model(cached: Manifest, wanted: Manifest, body: str, precision: str) -> bool:
@@ -211,7 +214,7 @@ def _same_model(cached: Manifest, wanted: Manifest, body: str, precision: str) -
 
 
 def _export(spec: ModelSpec, manifest: Manifest, target: Path, body: str, precision: str, check: bool,
-            progress: bool) -> Artifact:
+            progress: bool, inline: bool = False) -> Artifact:
     from hyena_serve.exporting.onnx_export import export_onnx
 
     if progress:
@@ -222,7 +225,7 @@ def _export(spec: ModelSpec, manifest: Manifest, target: Path, body: str, precis
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
         result = export_onnx(model, manifest.resolution, tmp / target.name, preprocess=manifest.preprocess,
-                             fp16=precision == "fp16", body=body, check=check, progress=progress)
+                             fp16=precision == "fp16", body=body, check=check, progress=progress, inline=inline)
         full = manifest.with_onnx(OnnxInfo(file=target.name, sha256=sha256_file(result.path), opset=ONNX_OPSET,
                                            precision=precision, fftconv_body=body,
                                            fftconv_plans=result.overloads))

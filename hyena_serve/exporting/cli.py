@@ -16,6 +16,7 @@ Examples:
   python export/to_onnx.py --res 224                      # released weights if reachable, else random
   python export/to_onnx.py --weights runs/digits          # the digits model trained by hyena_serve.train
   python export/to_onnx.py --model hb_former_s18 --res 224 --weights random --body dft --no-check
+  python export/to_onnx.py --res 224 --inline                # standard ops only (OpenVINO)
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--body", choices=("matmul", "dft"), default="matmul",
                    help="FFTConv function body: 'matmul' = fast DFT-as-GEMM / depthwise Conv (default), "
                         "'dft' = plain ONNX DFT ops (50-100x slower on ORT CPU; for comparison)")
+    p.add_argument("--inline", action="store_true",
+                   help="expand the hyena::FFTConv functions into standard ONNX ops (for runtimes such as "
+                        "OpenVINO that do not expand model-local functions; no FFTConv node for TensorRT); "
+                        "the file name ends in _inline")
     p.add_argument("--check", dest="check", action="store_true", default=True,
                    help="run the torch vs ONNX Runtime parity check before writing (default)")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the parity check")
@@ -57,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         artifact = build_artifact(settings.model_spec(), settings.artifacts_dir, body=args.body,
                                   precision="fp16" if args.fp16 else "fp32", check=args.check,
-                                  progress=not args.quiet, out=args.out, force=args.force)
+                                  progress=not args.quiet, out=args.out, force=args.force,
+                                  inline=args.inline)
     except (ArtifactError, ExportError, ParityError, ValueError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -90,6 +90,20 @@ def structural_check(onnx_model: onnx.ModelProto, torch_model: torch.nn.Module, 
         raise ExportError("graph inputs/outputs are not named per the contract")
 
 
+def inline_fftconv(onnx_model: onnx.ModelProto) -> onnx.ModelProto:
+    """``onnx_model`` with its local functions expanded in place of their nodes; raises
+    :class:`ExportError` if any node outside the default domain is left."""
+    import onnx.inliner
+
+    inlined = onnx.inliner.inline_local_functions(onnx_model)
+    left = sorted({f"{n.domain}::{n.op_type}" for n in inlined.graph.node if n.domain not in ("", "ai.onnx")})
+    if left or len(inlined.functions):
+        raise ExportError(f"inlining left custom-domain nodes or functions: {left or list(inlined.functions)}")
+    del inlined.opset_import[:]
+    inlined.opset_import.extend(o for o in onnx_model.opset_import if o.domain in ("", "ai.onnx"))
+    return inlined
+
+
 def _to_half_keep_filters(model: torch.nn.Module) -> torch.nn.Module:
     from hyena_serve.models.frozen import hyena_mixers
 
@@ -109,13 +123,18 @@ class ExportResult:
 
 def export_onnx(model: torch.nn.Module, res: int, out: str | os.PathLike, *, preprocess=None,
                 opset: int = ONNX_OPSET, fp16: bool = False, body: str = "matmul", check: bool = True,
-                progress: bool = True) -> ExportResult:
+                progress: bool = True, inline: bool = False) -> ExportResult:
     """Export eval-mode ``model`` at ``res``×``res`` to ``out``.
 
     ``preprocess`` (a :class:`~hyena_serve.preprocess.Preprocessing`) adds real photos to
     the parity check. Raises :class:`ExportError` for bad arguments / structure,
     ``ParityError`` when ORT disagrees with torch; in every failure case nothing is left
     at ``out``.
+
+    ``inline`` expands every hyena::FFTConv node into its function body
+    (``onnx.inliner.inline_local_functions``): a file of standard ONNX ops only, for
+    runtimes that do not expand model-local functions of a custom domain (OpenVINO); the
+    rest of the graph is unchanged. Such a file has no FFTConv node for a TensorRT plugin.
     """
     from hyena_serve.exporting.parity import check_parity
     from hyena_serve.models.frozen import freeze_filters, frozen_resolution, hyena_plans
@@ -154,6 +173,9 @@ def export_onnx(model: torch.nn.Module, res: int, out: str | os.PathLike, *, pre
     if progress:
         print(f"[export] {len(infos)} FFTConv nodes, overloads: "
               + ", ".join(f"{k.split('_n')[0]}->{v}" for k, v in kinds.items()), file=sys.stderr)
+    if inline:
+        with prog.step("inline the hyena::FFTConv functions (standard ops only)"):
+            onnx_model = inline_fftconv(onnx_model)
 
     with atomic_write(out) as tmp:
         with prog.step(f"write + onnx.checker (full_check) {out}"):
