@@ -16,7 +16,8 @@ from hyena_serve.weights import HELP as WEIGHTS_HELP
 
 #: flag dest -> settings field, for every flag that maps onto a setting
 _SETTING_FLAGS = ("backend", "model", "resolution", "weights", "weights_revision", "seed", "model_kwargs",
-                  "artifacts_dir", "onnx_path", "threads", "device", "triton_url", "triton_protocol", "triton_model",
+                  "artifacts_dir", "onnx_path", "threads", "device", "torch_compile", "triton_url", "triton_protocol",
+                  "triton_model",
                   "host", "port", "max_body_bytes", "max_concurrency", "request_timeout_s", "log_level")
 
 
@@ -52,6 +53,8 @@ def add_backend_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
                    help="serve this exported ONNX file and the manifest beside it (embedded backend)")
     p.add_argument("--threads", type=int, help="intra-op threads of in-process backends (0 = default)")
     p.add_argument("--device", help="torch backend device: cpu, cuda, cuda:N (HYENA_DEVICE)")
+    p.add_argument("--torch-compile", action="store_true", default=None,
+                   help="torch backend: torch.compile the model at load (HYENA_TORCH_COMPILE)")
     p.add_argument("--triton-url", help="Triton host:port (HYENA_TRITON_URL)")
     p.add_argument("--triton-protocol", choices=("http", "grpc"), help="HYENA_TRITON_PROTOCOL")
     p.add_argument("--triton-model", help="Triton model name (default <model>_cpu)")

@@ -189,3 +189,15 @@ def test_serve_flags_override_environment(monkeypatch):
     assert (settings.port, settings.backend, settings.model) == (8123, "torch", "hpx_former_s4")
     assert settings.triton_protocol == "grpc"  # from the environment, no flag given
     assert settings.host == "127.0.0.1" and settings.resolution is None and settings.weights == "auto"
+
+
+def test_torch_compile_flag_reaches_the_torch_backend(monkeypatch):
+    from hyena_serve.cli import build_parser, settings_from_args
+    from hyena_serve.gateway.main import build_backend
+
+    monkeypatch.setenv("HYENA_BACKEND", "torch")
+    args = build_parser().parse_args(["serve", "--model", "hpx_former_s4", "--weights", "random", "--torch-compile"])
+    backend = build_backend(settings_from_args(args))
+    assert backend.compile is True
+    monkeypatch.setenv("HYENA_TORCH_COMPILE", "0")
+    assert build_backend(settings_from_args(build_parser().parse_args(["serve"]))).compile is False

@@ -48,7 +48,8 @@ def build_backend(settings: GatewaySettings, metrics: GatewayMetrics | None = No
     if settings.backend == "torch":
         from hyena_serve.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(settings.model_spec(), threads=settings.threads, device=settings.device, **batching)
+        return TorchBackend(settings.model_spec(), threads=settings.threads, device=settings.device,
+                            compile=settings.torch_compile, **batching)
     from hyena_serve.runtime.triton import TritonBackend
 
     return TritonBackend(settings.triton_url, settings.triton_model or f"{settings.model}_cpu",

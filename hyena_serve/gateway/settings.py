@@ -38,6 +38,8 @@ class GatewaySettings(BaseSettings):
                           "one from model/weights (embedded backend)")
     threads: int = Field(0, ge=0, description="intra-op threads of the in-process backends (0 = runtime default)")
     device: str = Field("cpu", description="torch backend device: cpu, cuda, cuda:N")
+    torch_compile: bool = Field(False, description="torch backend: torch.compile the served model at load "
+                                                   "(compile time logged; docs/performance.md)")
 
     # --- Triton -----------------------------------------------------------------------
     triton_url: str = Field("127.0.0.1:8000", description="host:port of Triton's HTTP (or gRPC: 8001) endpoint")
