@@ -10,8 +10,8 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 
-from hyena_serve.artifact import ModelSpec, build_artifact  # noqa: E402
-from hyena_serve.contract import INPUT_NAME  # noqa: E402
+from hyena_serve.artifact import ModelSpec, build_artifact
+from hyena_serve.contract import INPUT_NAME
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 KW = {"dims": [16, 32, 48, 64]}
