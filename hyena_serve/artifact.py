@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from hyena_serve.contract import FFTCONV_BODIES, ONNX_OPSET
+from hyena_serve.contract import FFTCONV_BODIES, FFTCONV_LOWERING_VERSION, ONNX_OPSET
 from hyena_serve.files import sha256_file
 from hyena_serve.manifest import Manifest, ManifestError, OnnxInfo, load_manifest, manifest_path_for, write_manifest
 from hyena_serve.weights import ResolvedWeights, WeightsError, resolve_weights
@@ -157,13 +157,19 @@ def build_served_model(spec: ModelSpec, manifest: Manifest | None = None):
 
 
 def find_artifact(spec: ModelSpec, artifacts_dir: str | os.PathLike = DEFAULT_ARTIFACTS_DIR, *,
-                  body: str = "matmul", precision: str = "fp32") -> Artifact | None:
-    """The complete cached artifact of ``spec``, or None (torch-free)."""
+                  body: str = "matmul", precision: str = "fp32", inline: bool = False) -> Artifact | None:
+    """The complete cached artifact of ``spec`` as it would be exported now, or None
+    (torch-free)."""
     manifest = plan_manifest(spec)
-    onnx_path = Path(artifacts_dir) / "onnx" / f"{artifact_name(manifest, body, precision)}.onnx"
-    if not onnx_path.is_file() or not manifest_path_for(onnx_path).is_file():
+    target = Path(artifacts_dir) / "onnx" / f"{artifact_name(manifest, body, precision, inline)}.onnx"
+    return _cached(target, manifest, body, precision, inline)
+
+
+def _cached(target: Path, manifest: Manifest, body: str, precision: str, inline: bool) -> Artifact | None:
+    if not target.is_file() or not manifest_path_for(target).is_file():
         return None
-    return open_artifact(onnx_path)
+    cached = open_artifact(target)
+    return cached if _same_model(cached.manifest, manifest, body, precision, inline) else None
 
 
 def open_artifact(onnx_path: str | os.PathLike) -> Artifact:
@@ -199,18 +205,20 @@ def build_artifact(spec: ModelSpec, artifacts_dir: str | os.PathLike = DEFAULT_A
     manifest = plan_manifest(spec)
     name = artifact_name(manifest, body, precision, inline)
     target = Path(out) if out is not None else Path(artifacts_dir) / "onnx" / f"{name}.onnx"
-    if not force and target.is_file() and manifest_path_for(target).is_file():
-        cached = open_artifact(target)
-        if _same_model(cached.manifest, manifest, body, precision):
-            log.info("using the cached artifact %s", target)
-            return cached
+    cached = None if force else _cached(target, manifest, body, precision, inline)
+    if cached is not None:
+        log.info("using the cached artifact %s", target)
+        return cached
     return _export(spec, manifest, target, body, precision, check, progress, inline)
 
 
-def _same_model(cached: Manifest, wanted: Manifest, body: str, precision: str) -> bool:
+def _same_model(cached: Manifest, wanted: Manifest, body: str, precision: str, inline: bool) -> bool:
+    """Whether a cached artifact is what would be exported now (same weights, model and
+    options, written by the current lowering)."""
     return (cached.weights == wanted.weights and cached.model == wanted.model
             and cached.resolution == wanted.resolution and cached.model_kwargs == wanted.model_kwargs
-            and cached.onnx is not None and cached.onnx.fftconv_body == body and cached.onnx.precision == precision)
+            and cached.onnx is not None and cached.onnx.fftconv_body == body and cached.onnx.precision == precision
+            and cached.onnx.inline == inline and cached.onnx.lowering == FFTCONV_LOWERING_VERSION)
 
 
 def _export(spec: ModelSpec, manifest: Manifest, target: Path, body: str, precision: str, check: bool,
@@ -228,7 +236,8 @@ def _export(spec: ModelSpec, manifest: Manifest, target: Path, body: str, precis
                              fp16=precision == "fp16", body=body, check=check, progress=progress, inline=inline)
         full = manifest.with_onnx(OnnxInfo(file=target.name, sha256=sha256_file(result.path), opset=ONNX_OPSET,
                                            precision=precision, fftconv_body=body,
-                                           fftconv_plans=result.overloads))
+                                           fftconv_plans=result.overloads, lowering=FFTCONV_LOWERING_VERSION,
+                                           inline=inline))
         # external-data files first, then the model; the manifest last marks completion
         manifest_path_for(target).unlink(missing_ok=True)
         for path in sorted(tmp.iterdir()):

@@ -35,6 +35,11 @@ MODES = (MODE_2D, MODE_1D_BIDIR)
 
 #: Function bodies the exporter can give FFTConv: DFT-as-GEMM (fast) or plain ONNX DFT.
 FFTCONV_BODIES = ("matmul", "dft")
+#: Version of the FFTConv function bodies the exporter writes (the lowering strategies and
+#: their thresholds); recorded in every manifest so a cached export made by an older
+#: lowering is rebuilt, not reused. Bump it whenever hyena_serve/exporting/lowering_*.py
+#: changes what it writes.
+FFTCONV_LOWERING_VERSION = 2
 
 #: Default opset of exported models (ONNX DFT needs >= 17; 20 is the exporter default).
 ONNX_OPSET = 20

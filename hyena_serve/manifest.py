@@ -59,7 +59,9 @@ class WeightsInfo:
 @dataclass(frozen=True)
 class OnnxInfo:
     """The exported graph: file name (relative to the manifest), its sha256, the opset,
-    I/O precision and the FFTConv function body chosen for each FFT plan."""
+    I/O precision, the FFTConv function body chosen for each FFT plan, the version of the
+    lowering that wrote them (0: unknown, before it was recorded) and whether the FFTConv
+    functions were expanded into standard ops (``inline``)."""
 
     file: str
     sha256: str
@@ -67,6 +69,8 @@ class OnnxInfo:
     precision: str = "fp32"
     fftconv_body: str = "matmul"
     fftconv_plans: dict[str, str] = field(default_factory=dict)
+    lowering: int = 0
+    inline: bool = False
 
 
 @dataclass(frozen=True)

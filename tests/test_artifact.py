@@ -205,3 +205,19 @@ def test_gateway_and_tensorrt_installs_pull_no_torch():
 def test_preprocessing_round_trip_in_manifest_keeps_grayscale():
     m = manifest(preprocess=replace(Preprocessing(input_size=(3, 32, 32)), channels="grayscale"))
     assert Manifest.from_json(m.to_json()).preprocess.channels == "grayscale"
+
+
+def test_an_export_from_an_older_lowering_is_not_reused(tmp_path, monkeypatch):
+    """The manifest records the lowering version; a cached file from another one is stale."""
+    from hyena_serve import artifact
+    from hyena_serve.contract import FFTCONV_LOWERING_VERSION
+
+    spec = ModelSpec.of("hpx_former_s4", 32, "random", model_kwargs={"dims": [8, 16, 24, 32], "num_classes": 10})
+    built = artifact.build_artifact(spec, tmp_path, progress=False, check=False)
+    assert built.manifest.onnx.lowering == FFTCONV_LOWERING_VERSION and built.manifest.onnx.inline is False
+    assert artifact.find_artifact(spec, tmp_path) is not None
+    monkeypatch.setattr(artifact, "FFTCONV_LOWERING_VERSION", FFTCONV_LOWERING_VERSION + 1)
+    assert artifact.find_artifact(spec, tmp_path) is None  # the embedded backend would re-export
+    rebuilt = artifact.build_artifact(spec, tmp_path, progress=False, check=False)
+    assert rebuilt.manifest.onnx.lowering == FFTCONV_LOWERING_VERSION + 1
+    assert rebuilt.onnx_path == built.onnx_path  # same name, replaced
