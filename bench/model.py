@@ -10,7 +10,7 @@ Alternatives per (model, batch), timed interleaved call by call:
   torch backend serves it) through ``torch.compile`` (inductor, static shapes); the compile
   time (first call) is recorded per batch size;
 - ``ORT <body>``: the exported ONNX model in ONNX Runtime, one child process per body
-  (torch and ORT in one process slow torch's FFT, DESIGN §7); only one process computes
+  (torch and ORT in one process slow torch's FFT, docs/design.md §6); only one process computes
   at a time, so the rounds stay interleaved;
 - TensorRT engines: on a GPU, through :mod:`bench.tensorrt_engines` (recorded as skipped otherwise).
 """

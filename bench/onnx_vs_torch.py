@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Exported models on ONNX Runtime (CPU) vs torch eager with cached (frozen) filters.
 
-Method: torch and ORT each run in their own child process (DESIGN §7: in one process
+Method: torch and ORT each run in their own child process (docs/design.md §6: in one process
 torch's FFT slows ~2×); the parent drives them in interleaved blocks (torch block, ORT
 block, torch block, ...) so only one computes at a time and slow drifts of a shared,
 noisy machine hit both alike. Reported: per-call medians (and p10/p90) over all blocks,

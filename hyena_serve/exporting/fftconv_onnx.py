@@ -1,6 +1,6 @@
 """``torch.ops.hyena.fft_conv`` → one ONNX ``hyena::FFTConv`` node + its model-local function.
 
-The node (DESIGN §4, issue #3)::
+The node (docs/design.md §4, issue #3)::
 
     Y = hyena::FFTConv(X, Kf, D)   # opset hyena v1, overload "<mode>_c<C>_s<..>_k<..>_n<..>_<body>"
         mode="2d" | "1d_bidir", kernel_size=[..], fft_size=[..], spatial_size=[..]
@@ -10,7 +10,7 @@ The node (DESIGN §4, issue #3)::
 ``Kf`` (C, *spectrum, 2) float32 and ``D`` (C,) float32 are initializers; ``X``/``Y`` are
 float32 or float16 (the body computes in float32).
 
-How the node survives the dynamo exporter (DESIGN §7): an ``onnx.defs.OpSchema`` for
+How the node survives the dynamo exporter (docs/design.md §6): an ``onnx.defs.OpSchema`` for
 hyena::FFTConv is registered, and the custom translation emits that op; the exporter then
 keeps the node as is. The function bodies are attached afterwards by
 :func:`attach_functions`.

@@ -1,10 +1,10 @@
 """The plain FFTConv function body: ONNX ``DFT`` ops (``--body dft``).
 
 Kept for comparison and as the fallback for plans the GEMM lowering does not factorise
-(a long prime-ish FFT size). It follows DESIGN §2 literally: forward real DFT of the
+(a long prime-ish FFT size). It follows docs/design.md §2 literally: forward real DFT of the
 zero-padded signal, complex DFT along the other axis (2d), multiply by Kf (with the skip
 folded in as D at the centre tap), inverse, crop. ONNX Runtime's CPU DFT is slow
-(DESIGN §7): this body is 50-100× slower than torch's FFT.
+(docs/design.md §6): this body is 50-100× slower than torch's FFT.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fast FFTConv function bodies: the FFT convolution as GEMMs (and direct Conv where cheaper).
 
 Every body computes exactly ``crop(irfftn(rfftn(x, N) · (Kf + D·δ_centre)))`` of the op
-contract (DESIGN §2/§4) from the node's inputs ``X``, ``Kf``, ``D``. All the work on
+contract (docs/design.md §2/§4) from the node's inputs ``X``, ``Kf``, ``D``. All the work on
 ``Kf``/``D`` alone (re-layout, folding the skip and the crop into the spectrum, recovering
 the spatial taps) is written as nodes that depend only on the initializers, so ONNX
 Runtime constant-folds it at session creation; per inference only the data path runs.

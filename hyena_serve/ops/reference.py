@@ -1,6 +1,6 @@
 """Plain, stateless FFT long convolutions: the ground truth every fast path is tested against.
 
-Both functions follow DESIGN §2 literally: pad, rfft, multiply, irfft, crop, add the skip.
+Both functions follow docs/design.md §2 literally: pad, rfft, multiply, irfft, crop, add the skip.
 They are differentiable through torch's own FFT autograd, so they also serve as the
 training fallback.
 """
