@@ -1,5 +1,5 @@
 """A real uvicorn serving an app on a free loopback port in a background thread, and a
-polling helper with a deadline (shared by the contract and auth tests)."""
+polling helper with a deadline (shared by the serving, contract and auth tests)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uvicorn
 
 
 def poll(check, timeout: float, what: str, interval: float = 0.05):
+    """Call ``check()`` until it returns a truthy value or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -20,11 +21,14 @@ def poll(check, timeout: float, what: str, interval: float = 0.05):
 
 
 class ServerThread:
-    def __init__(self, app) -> None:
+    """``with ServerThread(app, **uvicorn_config) as server: httpx.get(server.url + ...)``"""
+
+    def __init__(self, app, **config) -> None:
         from hyena_serve.triton_local import free_port
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    **config))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -21,7 +21,6 @@ import importlib.util
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
+
+from hyena_serve.triton_local import free_port  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8  # the default schedule's first epochs above 95% come early; 8 keeps CI short
@@ -99,12 +100,6 @@ def torch_blocked_env(tmp_path: Path, **settings: str) -> tuple[dict, Path]:
     env.update({"PYTHONPATH": os.pathsep.join([str(blocker.parent), str(REPO_ROOT)]),
                 "TORCH_IMPORT_MARKER": str(marker), "HF_HUB_OFFLINE": "1", **settings})
     return env, marker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

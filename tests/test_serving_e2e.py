@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from hyena_serve.gateway import GatewaySettings, create_app
+from tests.live_server import ServerThread, poll
 
 skdata = pytest.importorskip("skimage.data")
 pytest.importorskip("onnxruntime")
@@ -50,17 +51,6 @@ def jpeg(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-def poll(check, timeout: float, what: str, interval: float = 0.05):
-    """Call ``check()`` until it returns a truthy value or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(interval)  # poll interval; the deadline bounds the wait
 
 
 def wait_ready(client, timeout: float = 120.0) -> None:
@@ -88,32 +78,6 @@ def top5(client, photos: dict[str, bytes]) -> dict[str, list[int]]:
         assert all(p["label"] and not p["label"].startswith("class_") for p in preds)  # ImageNet names
         out[name] = [p["index"] for p in preds]
     return out
-
-
-class ServerThread:
-    """A real uvicorn serving ``app`` on a free loopback port, in a background thread."""
-
-    def __init__(self, app) -> None:
-        from hyena_serve.triton_local import free_port
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    limit_concurrency=1000, backlog=512))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        poll(lambda: self.server.started or not self.thread.is_alive(), 60, "uvicorn start")
-        assert self.thread.is_alive(), "uvicorn exited during startup"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +173,7 @@ def test_200_concurrent_requests_real_uvicorn(artifacts, photos, reference):
         preds = response.json()["results"][0]["predictions"]
         return [p["index"] for p in preds], np.array([p["probability"] for p in preds])
 
-    with ServerThread(app) as server:
+    with ServerThread(app, limit_concurrency=1000, backlog=512) as server:
         poll(lambda: httpx.get(server.url + "/v2/health/ready").status_code == 200, 120, "readiness")
         alone = {name: answer(httpx.post(server.url + "/v1/classify", content=photos[name],
                                          headers={"content-type": "image/jpeg"})) for name in names}
