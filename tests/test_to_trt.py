@@ -777,11 +777,12 @@ def test_to_trt_reuses_the_cached_export_of_the_same_model(tmp_path, fake_plugin
     path = tmp_path / "artifacts" / "onnx" / f"{artifacts.artifact_name(planned, 'matmul', 'fp32')}.onnx"
     path.parent.mkdir(parents=True)
     onnx.save_model(_tiny_classifier(res=16), str(path))
+    from hyena_serve.contract import FFTCONV_LOWERING_VERSION
     from hyena_serve.files import sha256_file
     from hyena_serve.manifest import OnnxInfo, manifest_path_for, write_manifest
 
     write_manifest(manifest_path_for(path), planned.with_onnx(OnnxInfo(file=path.name, sha256=sha256_file(path),
-                                                                        opset=20)))
+                                                                        opset=20, lowering=FFTCONV_LOWERING_VERSION)))
 
     def no_export(*a, **k):
         raise AssertionError("re-exported although a cached export exists")
