@@ -33,7 +33,6 @@ import onnx
 from onnx import defs
 
 from hyena_serve.contract import (
-    MODE_1D_BIDIR,
     MODE_2D,
     ONNX_OP_DOMAIN,
     ONNX_OP_TYPE,

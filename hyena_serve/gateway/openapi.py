@@ -22,7 +22,6 @@ from fastapi.openapi.utils import get_openapi
 
 from hyena_serve.gateway.auth import DOCS_PATHS, HEALTH_PATHS, METRICS_PATHS
 from hyena_serve.gateway.routes import BASE64_PATTERN
-from hyena_serve.gateway.tracing import HEADER as REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
     from hyena_serve.gateway.main import Gateway

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODES, TORCH_OP_NAME, TORCH_OP_NAMESPACE, FFTPlan
+from hyena_serve.contract import MODE_2D, MODES, TORCH_OP_NAME, TORCH_OP_NAMESPACE, FFTPlan
 from hyena_serve.ops.spectrum import working_dtype
 
 _QUALNAME = f"{TORCH_OP_NAMESPACE}::{TORCH_OP_NAME}"
