@@ -154,27 +154,49 @@ def build_body(fb: BodyBuilder, plan: FFTPlan, channels: int, strategy: str | No
     return strategy
 
 
-def _dense2d(fb: BodyBuilder, plan: FFTPlan) -> None:
-    (h, w), (kh, kw), (nh, nw) = plan.spatial, plan.kernel, plan.fft
-    ch, cw = kh // 2, kw // 2
+def _forward_w(fb: BodyBuilder, plan: FFTPlan, x: str) -> str:
+    """Forward real DFT along W of the W non-zero columns, as [re | im] blocks, rows
+    regrouped (h, re/im): (B,C,H,W) -> (B,C,2H,Mw)."""
+    (h, w), (nw,) = plan.spatial, plan.fft[1:]
     mw = nw // 2 + 1
-    x = fb.op("Cast", ["X"], to=FLOAT)
-
-    # forward W (real -> half spectrum), only the W non-zero columns: [re | im] blocks
     c, s = cis(np.arange(w)[:, None], np.arange(mw)[None, :], nw)
     a = fb.matmul(x, fb.const(np.concatenate([c, s], axis=1), "Rw"))           # (B,C,H,2Mw)
-    a = fb.reshape(a, [0, 0, 2 * h, mw])                                        # rows (h, re/im)
+    return fb.reshape(a, [0, 0, 2 * h, mw])
+
+
+def _centred_spectrum(fb: BodyBuilder, plan: FFTPlan) -> str:
+    """Kf plus D at the centre tap (the crop shift folds D into the spectrum): (C,Nh,Mw,2)."""
+    (kh, kw), (nh, nw) = plan.kernel, plan.fft
+    ch, cw, mw = kh // 2, kw // 2, nw // 2 + 1
+    frac = (np.mod(ch * np.arange(nh), nh)[:, None] / nh) + (np.mod(cw * np.arange(mw), nw)[None, :] / nw)
+    pc, ps = cis_frac(np.mod(frac, 1.0))
+    phase = fb.const(np.stack([pc, ps], axis=-1), "centre")                     # (Nh,Mw,2)
+    return fb.op("Add", ["Kf", fb.op("Mul", [fb.reshape("D", [-1, 1, 1, 1]), phase])])
+
+
+def _inverse_w(fb: BodyBuilder, plan: FFTPlan, v: str) -> str:
+    """Inverse real DFT along W of [re | im] blocks, only the kept columns, Hermitian
+    weights and 1/Nw folded: (B,C,H,2Mw) -> (B,C,H,W)."""
+    (_, w), (_, kw), (_, nw) = plan.spatial, plan.kernel, plan.fft
+    mw = nw // 2 + 1
+    c, s = cis(np.arange(mw)[:, None], kw // 2 + np.arange(w)[None, :], nw, sign=+1.0)
+    wt = (_herm_weights(nw, mw) / nw)[:, None]
+    return fb.matmul(v, fb.const(np.concatenate([c * wt, -s * wt], axis=0), "Rinv"))
+
+
+def _dense2d(fb: BodyBuilder, plan: FFTPlan) -> None:
+    (h, _), (kh, _), (nh, nw) = plan.spatial, plan.kernel, plan.fft
+    ch, mw = kh // 2, nw // 2 + 1
+    x = fb.op("Cast", ["X"], to=FLOAT)
+
+    a = _forward_w(fb, plan, x)                                                 # (B,C,2H,Mw)
     # forward H (complex), only the H non-zero rows
     c, s = cis(np.arange(nh)[:, None], np.arange(h)[None, :], nh)
     z = fb.matmul(fb.const(left_block(c, s), "Fh"), a)                          # (B,C,2Nh,Mw)
     z = fb.reshape(z, [0, 0, nh, 2, mw])
 
     # spectrum: Kf + D at the centre tap, laid out (C, Nh, 2, Mw)
-    frac = (np.mod(ch * np.arange(nh), nh)[:, None] / nh) + (np.mod(cw * np.arange(mw), nw)[None, :] / nw)
-    pc, ps = cis_frac(np.mod(frac, 1.0))
-    phase = fb.const(np.stack([pc, ps], axis=-1), "centre")                     # (Nh,Mw,2)
-    kt = fb.op("Add", ["Kf", fb.op("Mul", [fb.reshape("D", [-1, 1, 1, 1]), phase])])
-    kt = fb.op("Transpose", [kt], perm=[0, 1, 3, 2])                            # (C,Nh,2,Mw)
+    kt = fb.op("Transpose", [_centred_spectrum(fb, plan)], perm=[0, 1, 3, 2])  # (C,Nh,2,Mw)
     kr, ki = fb.split2(kt, axis=2)
     ka = fb.op("Concat", [kr, kr], axis=2)
     kb = fb.op("Concat", [fb.op("Neg", [ki]), ki], axis=2)
@@ -184,11 +206,7 @@ def _dense2d(fb: BodyBuilder, plan: FFTPlan) -> None:
     c, s = cis(ch + np.arange(h)[:, None], np.arange(nh)[None, :], nh, sign=+1.0)
     v = fb.matmul(fb.const(left_block(c / nh, s / nh), "Gh"), fb.reshape(y, [0, 0, 2 * nh, mw]))
     v = fb.reshape(v, [0, 0, h, 2 * mw])                                        # [re | im]
-    # inverse real W, only the kept columns, Hermitian weights and 1/Nw folded
-    c, s = cis(np.arange(mw)[:, None], cw + np.arange(w)[None, :], nw, sign=+1.0)
-    wt = (_herm_weights(nw, mw) / nw)[:, None]
-    out = fb.matmul(v, fb.const(np.concatenate([c * wt, -s * wt], axis=0), "Rinv"))  # (B,C,H,W)
-    fb.finish(out)
+    fb.finish(_inverse_w(fb, plan, v))                                          # (B,C,H,W)
 
 
 def _split2d(fb: BodyBuilder, plan: FFTPlan) -> None:
@@ -197,24 +215,17 @@ def _split2d(fb: BodyBuilder, plan: FFTPlan) -> None:
     spectrum multiply is four Muls and two Adds on half-size tensors with no re/im swap
     copy, and the inverse H GEMM takes the real and imaginary parts as two GEMMs whose sum
     is the interleaved result (same GEMM work as dense2d, ~40% less elementwise traffic)."""
-    (h, w), (kh, kw), (nh, nw) = plan.spatial, plan.kernel, plan.fft
-    ch, cw = kh // 2, kw // 2
-    mw = nw // 2 + 1
+    (h, _), (kh, _), (nh, nw) = plan.spatial, plan.kernel, plan.fft
+    ch, mw = kh // 2, nw // 2 + 1
     x = fb.op("Cast", ["X"], to=FLOAT)
 
-    c, s = cis(np.arange(w)[:, None], np.arange(mw)[None, :], nw)
-    a = fb.matmul(x, fb.const(np.concatenate([c, s], axis=1), "Rw"))           # (B,C,H,2Mw)
-    a = fb.reshape(a, [0, 0, 2 * h, mw])                                        # rows (h, re/im)
+    a = _forward_w(fb, plan, x)                                                 # (B,C,2H,Mw)
     c, s = cis(np.arange(nh)[:, None], np.arange(h)[None, :], nh)
     fh = left_block(c, s)                                                       # (2Nh, 2H)
     zr = fb.matmul(fb.const(fh[0::2], "Fh_re"), a)                              # (B,C,Nh,Mw)
     zi = fb.matmul(fb.const(fh[1::2], "Fh_im"), a)
 
-    frac = (np.mod(ch * np.arange(nh), nh)[:, None] / nh) + (np.mod(cw * np.arange(mw), nw)[None, :] / nw)
-    pc, ps = cis_frac(np.mod(frac, 1.0))
-    phase = fb.const(np.stack([pc, ps], axis=-1), "centre")                     # (Nh,Mw,2)
-    kt = fb.op("Add", ["Kf", fb.op("Mul", [fb.reshape("D", [-1, 1, 1, 1]), phase])])
-    kr, ki = fb.split2(kt, axis=3)
+    kr, ki = fb.split2(_centred_spectrum(fb, plan), axis=3)
     last = fb.ints([3])
     kr, ki = fb.op("Squeeze", [kr, last]), fb.op("Squeeze", [ki, last])         # (C,Nh,Mw)
     yr = fb.op("Sub", [fb.op("Mul", [zr, kr]), fb.op("Mul", [zi, ki])])
@@ -225,10 +236,7 @@ def _split2d(fb: BodyBuilder, plan: FFTPlan) -> None:
     v = fb.op("Add", [fb.matmul(fb.const(gh[:, 0::2], "Gh_re"), yr),
                       fb.matmul(fb.const(gh[:, 1::2], "Gh_im"), yi)])           # (B,C,2H,Mw)
     v = fb.reshape(v, [0, 0, h, 2 * mw])
-    c, s = cis(np.arange(mw)[:, None], cw + np.arange(w)[None, :], nw, sign=+1.0)
-    wt = (_herm_weights(nw, mw) / nw)[:, None]
-    out = fb.matmul(v, fb.const(np.concatenate([c * wt, -s * wt], axis=0), "Rinv"))  # (B,C,H,W)
-    fb.finish(out)
+    fb.finish(_inverse_w(fb, plan, v))                                          # (B,C,H,W)
 
 
 def _shifted_full_spectrum_1d(fb: BodyBuilder, plan: FFTPlan, k_index: np.ndarray) -> tuple[str, str]:
