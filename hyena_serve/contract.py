@@ -41,6 +41,21 @@ FFTCONV_BODIES = ("matmul", "dft")
 #: changes what it writes.
 FFTCONV_LOWERING_VERSION = 2
 
+#: The 2D real FFT pair (docs/design.md §4, "The spectral ops"): ``torch.ops.hyena.rfft2``
+#: / ``torch.ops.hyena.irfft2``, ONNX ``hyena::RFFT2`` / ``hyena::IRFFT2`` (version 1, same
+#: domain), TensorRT plugins of the same names in ``PLUGIN_NAMESPACE`` / ``PLUGIN_VERSION``.
+#: The spectrum is planar: (B, 2C, H, W//2+1), real parts in channels [0, C), imaginary
+#: parts in [C, 2C); both transforms are orthonormal (``norm="ortho"``).
+TORCH_RFFT2_NAME = "rfft2"
+TORCH_IRFFT2_NAME = "irfft2"
+ONNX_RFFT2_TYPE = "RFFT2"
+ONNX_IRFFT2_TYPE = "IRFFT2"
+RFFT2_PLUGIN_NAME = "RFFT2"
+IRFFT2_PLUGIN_NAME = "IRFFT2"
+#: Function bodies of RFFT2/IRFFT2: DFT-as-GEMM (fast) or plain ONNX DFT, chosen with the
+#: FFTConv body option.
+SPECTRAL_BODIES = ("matmul", "dft")
+
 #: Default opset of exported models (ONNX DFT needs >= 17; 20 is the exporter default).
 ONNX_OPSET = 20
 
