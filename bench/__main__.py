@@ -1,4 +1,4 @@
-"""``python -m bench [op|model|serving|all|gpu]``: run benchmarks, write JSON + Markdown + PNG plots.
+"""``python -m bench [op|model|serving|all|gpu|mixers]``: run benchmarks, write JSON + Markdown + PNG plots.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     python -m bench model --models hpx_former_s18 --res 224 --batches 1,8
     python -m bench serving --concurrency 1,4,16 --requests 64
     python -m bench gpu --help                  # the GPU benchmark (bench/gpu.py; CUDA GPU needed)
+    python -m bench mixers --quick              # Hpx, Hb, GFNet, AFF, SASA, SepConv side by side (bench/mixers.py)
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pathlib import Path  # noqa: E402
 from bench.args import int_list, name_list
 
 SECTIONS = ("op", "model", "serving")
+#: Benchmarks with their own command line, run as ``python -m bench <name> [options]``.
+OWN_OPTIONS = ("gpu", "mixers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("what", nargs="?", default="all", choices=(*SECTIONS, "all", "gpu"),
-                   help="which benchmark to run (default: all, the CPU ones); gpu: the GPU benchmark, "
-                        "with its own options (python -m bench gpu --help)")
+    p.add_argument("what", nargs="?", default="all", choices=(*SECTIONS, "all", *OWN_OPTIONS),
+                   help="which benchmark to run (default: all, the CPU ones); gpu: the GPU benchmark, mixers: "
+                        "the token mixers side by side, each with its own options (python -m bench gpu --help)")
     p.add_argument("--quick", action="store_true",
                    help="few rounds, batch 1, small resolution, no torch.compile, concurrency 1/4/16: about a "
                         "minute once the ONNX exports are cached")
@@ -120,9 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import gpu
 
         return gpu.main(argv[1:])
+    if argv[:1] == ["mixers"]:
+        from bench import mixers
+
+        return mixers.main(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.what == "gpu":
-        build_parser().error("put gpu first: python -m bench gpu [options] (see python -m bench gpu --help)")
+    if args.what in OWN_OPTIONS:
+        build_parser().error(f"put {args.what} first: python -m bench {args.what} [options] "
+                             f"(see python -m bench {args.what} --help)")
     import torch
 
     from bench import report

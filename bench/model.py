@@ -47,6 +47,8 @@ class ModelSettings:
     ort: bool = True
     bodies: tuple[str, ...] = ("matmul", "dft")
     model_kwargs: dict = field(default_factory=dict)
+    #: also time eval with the filter cache cleared before each forward (the cost training pays)
+    recomputed: bool = True
 
 
 def settings_for(quick: bool = False, tiny: bool = False) -> ModelSettings:
@@ -150,6 +152,7 @@ def bench_model(name: str, settings: ModelSettings, *, cache_dir: Path, threads:
                    "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
     if not has_hyena:
         entry["notes"][RECOMPUTED] = "skipped: no Hyena mixers (nothing to cache)"
+    recompute_too = has_hyena and settings.recomputed
 
     compiled = None
     if settings.compile:
@@ -194,7 +197,7 @@ def bench_model(name: str, settings: ModelSettings, *, cache_dir: Path, threads:
     for batch in settings.batches:
         x = example_input(batch, settings.res).to(device)
         alternatives: dict[str, object] = {BASELINE: lambda: model(x)}
-        if has_hyena:
+        if recompute_too:
             recompute = _recomputing(model)
             alternatives[RECOMPUTED] = lambda: recompute(x)
         notes = {}
