@@ -28,10 +28,15 @@ PLUGIN_NAME = "FFTConv"
 PLUGIN_NAMESPACE = "hyena"
 PLUGIN_VERSION = "1"
 
-#: Values of the ``mode`` attribute.
+#: Values of the ``mode`` attribute: centred ("same") linear 2D convolution, centred
+#: linear 1D convolution over the map flattened in raster order, and circular 2D
+#: convolution over the map (transform size = map size, no padding, no crop; GFNet).
 MODE_2D = "2d"
 MODE_1D_BIDIR = "1d_bidir"
-MODES = (MODE_2D, MODE_1D_BIDIR)
+MODE_2D_CIRCULAR = "2d_circular"
+MODES = (MODE_2D, MODE_1D_BIDIR, MODE_2D_CIRCULAR)
+#: The modes whose transform runs over (H, W); the others over the flattened map.
+MODES_2D = (MODE_2D, MODE_2D_CIRCULAR)
 
 #: Function bodies the exporter can give FFTConv: DFT-as-GEMM (fast) or plain ONNX DFT.
 FFTCONV_BODIES = ("matmul", "dft")
@@ -73,9 +78,11 @@ TRITON_MANIFEST_PARAMETER = "hyena_manifest"
 class FFTPlan:
     """Sizes of one FFT convolution over the trailing spatial dims.
 
-    ``spatial``: the input's spatial size (``(H, W)`` in 2d mode, ``(L,)`` in 1d mode with
-    ``L = H*W``); ``kernel``: the filter size per dim; ``fft``: the transform size per dim.
-    The output keeps ``[k//2 : k//2 + n]`` of the circular result along each dim.
+    ``spatial``: the input's spatial size (``(H, W)`` in the 2d modes, ``(L,)`` in 1d mode
+    with ``L = H*W``); ``kernel``: the filter size per dim; ``fft``: the transform size per
+    dim. The output keeps ``[s : s + n]`` of the circular result along each dim, with
+    ``s = crop_start``: ``k//2`` for the linear modes (the filter centre lands on the
+    output pixel), 0 in circular mode (where ``kernel == fft == spatial``).
     """
 
     mode: str
@@ -84,7 +91,13 @@ class FFTPlan:
     fft: tuple[int, ...]
 
     @property
+    def circular(self) -> bool:
+        return self.mode == MODE_2D_CIRCULAR
+
+    @property
     def crop_start(self) -> tuple[int, ...]:
+        if self.circular:
+            return (0,) * len(self.kernel)
         return tuple(k // 2 for k in self.kernel)
 
     @property
@@ -114,12 +127,24 @@ def to_pair(size: int | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def plan_fft(mode: str, height: int, width: int, kernel: tuple[int, ...] | int) -> FFTPlan:
+def plan_fft(mode: str, height: int, width: int, kernel: tuple[int, ...] | int | None = None) -> FFTPlan:
     """The :class:`FFTPlan` for an ``(H, W)`` feature map in ``mode``.
 
     2d: ``kernel`` is ``(Kh, Kw)`` (or one int for a square filter). 1d_bidir: the map is
     flattened in raster order to ``L = H*W`` and ``kernel`` is the filter length ``K``.
+    2d_circular: the filter spans the whole map, so ``kernel`` is ``None`` or must be
+    ``(H, W)`` (anything else raises: a circular filter of another size is not this op);
+    the plan is ``kernel = fft = spatial = (H, W)``.
     """
+    if mode == MODE_2D_CIRCULAR:
+        if height < 1 or width < 1:
+            raise ValueError(f"plan_fft: circular mode needs a non-empty map, got {height}x{width}")
+        if kernel is not None and to_pair(kernel) != (height, width):
+            raise ValueError(f"plan_fft: in {mode!r} mode the filter spans the map: kernel must be "
+                             f"({height}, {width}) or None, got {kernel}")
+        return FFTPlan(mode, (height, width), (height, width), (height, width))
+    if kernel is None:
+        raise ValueError(f"plan_fft: mode {mode!r} needs a kernel size")
     if mode == MODE_2D:
         kh, kw = to_pair(kernel)
         return FFTPlan(mode, (height, width), (kh, kw), (fft_size(height, kh), fft_size(width, kw)))

@@ -17,6 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 from hyena_serve.contract import (  # noqa: E402
     MODE_1D_BIDIR,
     MODE_2D,
+    MODE_2D_CIRCULAR,
     ONNX_OP_DOMAIN,
     ONNX_OP_TYPE,
     PLUGIN_NAMESPACE,
@@ -24,7 +25,13 @@ from hyena_serve.contract import (  # noqa: E402
     plan_fft,
 )
 from hyena_serve.exporting import fftconv_onnx, lowering_matmul  # noqa: E402
-from hyena_serve.ops import fft_conv1d_bidir_ref, fft_conv2d_ref, filter_spectrum  # noqa: E402
+from hyena_serve.ops import (  # noqa: E402
+    fft_conv,
+    fft_conv1d_bidir_ref,
+    fft_conv2d_circular_ref,
+    fft_conv2d_ref,
+    filter_spectrum,
+)
 
 TOL = {"matmul": 2e-6, "dft": 5e-5}
 
@@ -43,6 +50,15 @@ CASES_1D = [
     (MODE_1D_BIDIR, 2, 14, 14, 391),  # L=196, N=392: the long-sequence path
     (MODE_1D_BIDIR, 2, 6, 5, 101),   # N = 101 (prime): matmul falls back to DFT
 ]
+# Circular: the filter and the transform are the map (K = N = (H, W)).
+CASES_CIRCULAR = [
+    (MODE_2D_CIRCULAR, 3, 7, 7, None),    # odd square (a GFNet stage at 7x7)
+    (MODE_2D_CIRCULAR, 2, 6, 8, None),    # even, non-square (Nyquist bins on both axes)
+    (MODE_2D_CIRCULAR, 2, 13, 5, None),   # prime x odd
+    (MODE_2D_CIRCULAR, 2, 14, 14, None),  # the S18 stage-2 size
+    (MODE_2D_CIRCULAR, 2, 1, 1, None),    # a single pixel
+    (MODE_2D_CIRCULAR, 2, 1, 6, None),    # a single row
+]
 
 
 def _case(mode, c, h, w, k, dtype=torch.float64):
@@ -56,6 +72,8 @@ def _case(mode, c, h, w, k, dtype=torch.float64):
 def _reference(mode, x, kern, d):
     if mode == MODE_2D:
         return fft_conv2d_ref(x, kern, d)
+    if mode == MODE_2D_CIRCULAR:
+        return fft_conv2d_circular_ref(x, kern, d)
     return fft_conv1d_bidir_ref(x.flatten(-2), kern, d).reshape(x.shape)
 
 
@@ -76,6 +94,8 @@ def _run(plan, kern, d, hw, x, body="matmul", strategy=None, fp16=False):
 
 
 def _strategies(plan):
+    if plan.circular:
+        return ["split2d", "dense2d"]  # never conv: a zero-padded Conv does not wrap around
     if plan.mode == MODE_2D:
         return ["split2d", "dense2d", "conv"]
     out = ["dense1d", "conv"]
@@ -92,7 +112,8 @@ def _ct_ok(plan):
         return False
 
 
-@pytest.mark.parametrize("case", CASES_2D + CASES_1D, ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}-k{c[4]}")
+@pytest.mark.parametrize("case", CASES_2D + CASES_1D + CASES_CIRCULAR,
+                         ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}-k{c[4]}")
 @pytest.mark.parametrize("body", ["matmul", "dft"])
 def test_body_matches_reference(case, body):
     mode, c, h, w, k = case
@@ -107,7 +128,8 @@ def test_body_matches_reference(case, body):
     assert err <= tol, f"{body}: relative error {err:.2e} > {tol:.0e}"
 
 
-@pytest.mark.parametrize("case", CASES_2D + CASES_1D[:-1], ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}-k{c[4]}")
+@pytest.mark.parametrize("case", CASES_2D + CASES_1D[:-1] + CASES_CIRCULAR,
+                         ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}-k{c[4]}")
 def test_every_strategy_matches_reference(case):
     mode, c, h, w, k = case
     plan, kern, d = _case(*case)
@@ -119,7 +141,7 @@ def test_every_strategy_matches_reference(case):
         assert err <= TOL["matmul"], f"{strategy}: relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("case", [CASES_2D[0], CASES_2D[3], CASES_1D[0], CASES_1D[4]],
+@pytest.mark.parametrize("case", [CASES_2D[0], CASES_2D[3], CASES_1D[0], CASES_1D[4], CASES_CIRCULAR[1]],
                          ids=lambda c: f"{c[0]}-{c[2]}x{c[3]}")
 @pytest.mark.parametrize("body", ["matmul", "dft"])
 def test_float16_input(case, body):
@@ -222,3 +244,59 @@ def test_strategy_at_s18_stage_shapes(mode, size, expected):
     the thresholds in lowering_matmul (measured by bench/onnx_vs_torch.py) decide it."""
     k = 2 * size - 1 if mode == MODE_2D else 2 * size * size - 1
     assert lowering_matmul.choose_strategy(plan_fft(mode, size, size, k)) == expected
+
+
+# --- the circular mode ----------------------------------------------------------------------
+
+
+def test_circular_never_chooses_conv_and_conv_refuses_it():
+    for h, w in [(7, 7), (1, 1), (56, 56), (3, 5)]:
+        assert lowering_matmul.choose_strategy(plan_fft(MODE_2D_CIRCULAR, h, w)) == "split2d"
+    plan = plan_fft(MODE_2D_CIRCULAR, 7, 7)
+    with pytest.raises(ValueError, match="conv strategy computes a linear convolution"):
+        fftconv_onnx.build_function(plan, 3, "matmul", 20, strategy="conv")
+
+
+def test_circular_node_attributes():
+    plan, kern, d = _case(*CASES_CIRCULAR[1])
+    model = fftconv_onnx.standalone_model(plan, filter_spectrum(kern, plan).float().numpy(), d.float().numpy())
+    (node,) = model.graph.node
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["mode"] == b"2d_circular"
+    assert attrs["kernel_size"] == attrs["fft_size"] == attrs["spatial_size"] == [6, 8]
+    assert (attrs["plugin_namespace"], attrs["plugin_version"]) == (PLUGIN_NAMESPACE.encode(), PLUGIN_VERSION.encode())
+    assert node.overload == "2d_circular_c2_s6x8_k6x8_n6x8_split2d"
+    assert fftconv_onnx.node_plan(node) == plan
+
+
+@pytest.mark.parametrize("body", ["matmul", "dft"])
+def test_circular_torch_export_matches_the_op(body):
+    """torch.onnx.export of a circular fft_conv keeps one FFTConv node with the circular
+    attributes, and ONNX Runtime runs its body to the op's result."""
+    plan = plan_fft(MODE_2D_CIRCULAR, 5, 6)
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("kf", torch.randn(3, *plan.spectrum_shape, 2))  # any Kf, not only Hermitian
+            self.register_buffer("d", torch.randn(3))
+
+        def forward(self, x):
+            return fft_conv(x, self.kf, self.d, MODE_2D_CIRCULAR, list(plan.kernel), list(plan.fft))
+
+    toy = Toy().eval()
+    x = torch.randn(2, 3, 5, 6)
+    prog = torch.onnx.export(toy, (x,), dynamo=True, verbose=False,
+                             custom_translation_table=fftconv_onnx.translation_table(),
+                             dynamic_shapes=({0: torch.export.Dim("batch")},))
+    model = prog.model_proto
+    (node,) = fftconv_onnx.fftconv_nodes(model)
+    assert fftconv_onnx.node_plan(node) == plan
+    fftconv_onnx.attach_functions(model, body)
+    onnx.checker.check_model(model, full_check=True)
+    sess = _session(model)
+    xb = torch.randn(4, 3, 5, 6, dtype=torch.float64)  # another batch size
+    ref = fft_conv(xb, toy.kf.double(), toy.d.double(), MODE_2D_CIRCULAR, list(plan.kernel), list(plan.fft))
+    (y,) = sess.run(None, {sess.get_inputs()[0].name: xb.float().numpy()})
+    err = np.abs(y - ref.numpy()).max() / np.abs(ref.numpy()).max()
+    assert err <= TOL[body], f"{body}: relative error {err:.2e}"

@@ -1,16 +1,26 @@
-"""The FFT-conv op against the direct convolution, its gradients and its torch.library contract."""
+"""The FFT-conv op against the direct convolution (linear modes) and the direct circular sum
+over shifts (circular mode), its gradients and its torch.library contract."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, fft_size, plan_fft
+from hyena_serve.contract import (
+    MODE_1D_BIDIR,
+    MODE_2D,
+    MODE_2D_CIRCULAR,
+    MODES,
+    fft_size,
+    plan_fft,
+)
 from hyena_serve.ops import (
+    direct_circular_conv2d,
     direct_conv1d_bidir,
     direct_conv2d,
     fft_conv,
     fft_conv1d_bidir_ref,
+    fft_conv2d_circular_ref,
     fft_conv2d_ref,
     filter_spectrum,
 )
@@ -28,6 +38,11 @@ SHAPES_2D = [
 ]
 # (H, W, K) with L = H*W: K = 2L-1, shorter and longer filters, even K.
 SHAPES_1D = [(3, 4, 23), (5, 3, 7), (2, 7, 40), (4, 4, 10), (1, 9, 17)]
+# (H, W) of the circular mode (the filter is the map's size): odd, even, prime,
+# non-square, a single row / column, 1×1.
+SHAPES_CIRCULAR = [(7, 7), (6, 8), (5, 9), (13, 11), (4, 1), (1, 6), (1, 1), (14, 14)]
+# A plan's filter size per mode for a (H, W) map in the mode-generic tests below.
+_KERNEL = {MODE_2D: (3, 5), MODE_1D_BIDIR: 17, MODE_2D_CIRCULAR: None}
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -95,13 +110,12 @@ def test_gradcheck_2d_through_spectrum_and_skip():
     assert torch.autograd.gradcheck(f, (u, k, d))
 
 
-@pytest.mark.parametrize("mode", [MODE_2D, MODE_1D_BIDIR])
+@pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_on_arbitrary_spectrum(mode):
     # Kf as a free real tensor, including imaginary parts at DC/Nyquist that no real filter
     # produces: the closed-form backward must be right for every input, not only Hermitian ones.
     h, w = 3, 4
-    kernel = (3, 5) if mode == MODE_2D else 17
-    plan = plan_fft(mode, h, w, kernel)
+    plan = plan_fft(mode, h, w, _KERNEL[mode])
     u = torch.randn(2, 2, h, w, dtype=torch.float64, requires_grad=True)
     kf = torch.randn(2, *plan.spectrum_shape, 2, dtype=torch.float64, requires_grad=True)
     d = torch.randn(2, dtype=torch.float64, requires_grad=True)
@@ -110,23 +124,24 @@ def test_gradcheck_on_arbitrary_spectrum(mode):
     )
 
 
-@pytest.mark.parametrize("mode", [MODE_2D, MODE_1D_BIDIR])
+@pytest.mark.parametrize("mode", MODES)
 def test_opcheck(mode):
-    plan = plan_fft(mode, 5, 3, (3, 7) if mode == MODE_2D else 29)
+    plan = plan_fft(mode, 5, 3, {MODE_2D: (3, 7), MODE_1D_BIDIR: 29, MODE_2D_CIRCULAR: None}[mode])
     u = torch.randn(2, 3, 5, 3, requires_grad=True)
     kf = torch.randn(3, *plan.spectrum_shape, 2, requires_grad=True)
     d = torch.randn(3, requires_grad=True)
     torch.library.opcheck(torch.ops.hyena.fft_conv.default, (u, kf, d, mode, list(plan.kernel), list(plan.fft)))
 
 
-def test_op_under_torch_compile_matches_eager():
-    plan = plan_fft(MODE_2D, 6, 6, 11)
-    u = torch.randn(2, 3, 6, 6)
-    kf = filter_spectrum(torch.randn(3, 11, 11), plan)
+@pytest.mark.parametrize("mode", MODES)
+def test_op_under_torch_compile_matches_eager(mode):
+    plan = plan_fft(mode, 6, 5, {MODE_2D: 11, MODE_1D_BIDIR: 59, MODE_2D_CIRCULAR: None}[mode])
+    u = torch.randn(2, 3, 6, 5)
+    kf = filter_spectrum(torch.randn(3, *plan.kernel), plan)
     d = torch.randn(3)
 
     def f(u):
-        return torch.relu(fft_conv(u, kf, d, MODE_2D, list(plan.kernel), list(plan.fft)))
+        return torch.relu(fft_conv(u, kf, d, mode, list(plan.kernel), list(plan.fft)))
 
     compiled = torch.compile(f, backend="eager", fullgraph=True)
     torch.testing.assert_close(compiled(u), f(u))
@@ -156,3 +171,85 @@ def test_op_rejects_inconsistent_arguments(args, message):
 def test_fft_size_is_alias_free(n, k):
     size = fft_size(n, k)
     assert size >= n + k // 2 and size >= k
+
+
+# --- the circular mode ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("h", "w"), SHAPES_CIRCULAR)
+def test_fft_conv_circular_matches_direct_circular_sum_in_float64(h, w):
+    u = torch.randn(2, 3, h, w, dtype=torch.float64)
+    k = torch.randn(3, h, w, dtype=torch.float64)
+    d = torch.randn(3, dtype=torch.float64)
+    expected = direct_circular_conv2d(u, k, d)
+    assert _rel_err(fft_conv2d_circular_ref(u, k, d), expected) <= 1e-10
+    plan = plan_fft(MODE_2D_CIRCULAR, h, w)
+    y = fft_conv(u, filter_spectrum(k, plan), d, MODE_2D_CIRCULAR, list(plan.kernel), list(plan.fft))
+    assert _rel_err(y, expected) <= 1e-10
+
+
+def test_direct_circular_conv2d_wraps_around_the_map():
+    # An impulse at (2, 3) of a 4x5 map: a circular convolution reproduces the filter
+    # rolled by (2, 3), its taps past the bottom/right edge wrapping to the top/left.
+    u = torch.zeros(1, 1, 4, 5, dtype=torch.float64)
+    u[0, 0, 2, 3] = 1.0
+    k = torch.arange(20, dtype=torch.float64).reshape(1, 4, 5)
+    expected = torch.roll(k, shifts=(2, 3), dims=(-2, -1))
+    assert expected[0, 0, 0] == k[0, 2, 2]  # the wrapped tap: (0 - 2) mod 4, (0 - 3) mod 5
+    torch.testing.assert_close(direct_circular_conv2d(u, k)[0], expected)
+    torch.testing.assert_close(fft_conv2d_circular_ref(u, k)[0], expected)
+
+
+def test_circular_plan():
+    plan = plan_fft(MODE_2D_CIRCULAR, 7, 4)
+    assert (plan.spatial, plan.kernel, plan.fft) == ((7, 4), (7, 4), (7, 4))
+    assert plan.circular and plan.crop_start == (0, 0) and plan.spectrum_shape == (7, 3)
+    assert plan_fft(MODE_2D_CIRCULAR, 7, 4, (7, 4)) == plan
+    assert plan_fft(MODE_2D, 7, 4, (3, 5)).crop_start == (1, 2) and not plan_fft(MODE_2D, 7, 4, 3).circular
+    with pytest.raises(ValueError, match="spans the map"):
+        plan_fft(MODE_2D_CIRCULAR, 7, 4, (13, 7))
+    with pytest.raises(ValueError, match="needs a kernel size"):
+        plan_fft(MODE_2D, 7, 4)
+
+
+def test_gradcheck_circular_through_spectrum_and_skip():
+    plan = plan_fft(MODE_2D_CIRCULAR, 5, 4)
+    u = torch.randn(2, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+    d = torch.randn(2, dtype=torch.float64, requires_grad=True)
+
+    def f(u, k, d):
+        return fft_conv(u, filter_spectrum(k, plan), d, MODE_2D_CIRCULAR, list(plan.kernel), list(plan.fft))
+
+    assert torch.autograd.gradcheck(f, (u, k, d))
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (2, 7), (6, 6)])
+def test_gradcheck_circular_on_arbitrary_spectrum_odd_even_and_tiny(h, w):
+    plan = plan_fft(MODE_2D_CIRCULAR, h, w)
+    u = torch.randn(2, 2, h, w, dtype=torch.float64, requires_grad=True)
+    kf = torch.randn(2, *plan.spectrum_shape, 2, dtype=torch.float64, requires_grad=True)
+    d = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: fft_conv(a, b, c, MODE_2D_CIRCULAR, list(plan.kernel), list(plan.fft)), (u, kf, d))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_circular_op_keeps_dtype_and_computes_in_float32(dtype):
+    u = torch.randn(2, 4, 6, 5)
+    k = torch.randn(4, 6, 5)
+    d = torch.randn(4)
+    plan = plan_fft(MODE_2D_CIRCULAR, 6, 5)
+    y = fft_conv(u.to(dtype), filter_spectrum(k, plan), d, MODE_2D_CIRCULAR, list(plan.kernel), list(plan.fft))
+    assert y.dtype == dtype and y.shape == u.shape
+    ref = direct_circular_conv2d(u.to(dtype).float(), k, d)
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]  # as the linear test
+    assert _rel_err(y.float(), ref) <= tol
+
+
+@pytest.mark.parametrize(("kernel_size", "fft_size"), [([11, 11], [6, 6]), ([6, 6], [12, 12]), ([6, 5], [6, 5])])
+def test_circular_op_requires_kernel_and_fft_size_equal_to_the_map(kernel_size, fft_size):
+    x = torch.randn(1, 3, 6, 6)
+    kf = torch.randn(3, fft_size[0], fft_size[1] // 2 + 1, 2)
+    with pytest.raises(ValueError, match=r"kernel_size == fft_size == spatial size \[6, 6\]"):
+        fft_conv(x, kf, torch.randn(3), MODE_2D_CIRCULAR, kernel_size, fft_size)

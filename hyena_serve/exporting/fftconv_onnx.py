@@ -3,9 +3,12 @@
 The node (docs/design.md §4, issue #3)::
 
     Y = hyena::FFTConv(X, Kf, D)   # opset hyena v1, overload "<mode>_c<C>_s<..>_k<..>_n<..>_<body>"
-        mode="2d" | "1d_bidir", kernel_size=[..], fft_size=[..], spatial_size=[..]
-        (the input's spatial size: (H, W) in 2d, (L,) in 1d), plugin_namespace="hyena",
-        plugin_version="1"
+        mode="2d" | "1d_bidir" | "2d_circular", kernel_size=[..], fft_size=[..],
+        spatial_size=[..] (the input's spatial size: (H, W) in the 2d modes, (L,) in 1d),
+        plugin_namespace="hyena", plugin_version="1"
+
+``2d_circular`` is the circular convolution over (H, W) (GFNet's global filter):
+``kernel_size == fft_size == spatial_size == [H, W]``, no padding, no crop.
 
 ``Kf`` (C, *spectrum, 2) float32 and ``D`` (C,) float32 are initializers; ``X``/``Y`` are
 float32 or float16 (the body computes in float32).
@@ -33,7 +36,7 @@ import onnx
 from onnx import defs
 
 from hyena_serve.contract import (
-    MODE_2D,
+    MODES_2D,
     ONNX_OP_DOMAIN,
     ONNX_OP_TYPE,
     ONNX_OP_VERSION,
@@ -56,13 +59,14 @@ def _schema() -> defs.OpSchema:
     a = S.AttrType
     return S(
         ONNX_OP_TYPE, ONNX_OP_DOMAIN, ONNX_OP_VERSION,
-        "FFT long convolution (HyenaPixel): Y = crop(irfftn(rfftn(X, fft_size) * Kf)) + D*X.",
+        "FFT long convolution (HyenaPixel, GFNet): Y = crop(irfftn(rfftn(X, fft_size) * Kf)) + D*X; "
+        "in mode '2d_circular' fft_size = kernel_size = (H, W) and nothing is padded or cropped.",
         inputs=[S.FormalParameter("X", "T", "input (N, C, H, W)"),
                 S.FormalParameter("Kf", "tensor(float)", "half spectrum (C, *spectrum, 2)"),
                 S.FormalParameter("D", "tensor(float)", "skip (C,)")],
         outputs=[S.FormalParameter("Y", "T", "output, shape and dtype of X")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "X and Y")],
-        attributes=[S.Attribute("mode", a.STRING, "'2d' or '1d_bidir'"),
+        attributes=[S.Attribute("mode", a.STRING, "'2d', '1d_bidir' or '2d_circular'"),
                     S.Attribute("kernel_size", a.INTS, "filter size per transformed dim"),
                     S.Attribute("fft_size", a.INTS, "FFT size per transformed dim"),
                     S.Attribute("spatial_size", a.INTS, "signal size per transformed dim", required=False),
@@ -96,7 +100,7 @@ def translation_table() -> dict:
     def fft_conv(x, kf, d, mode: str, kernel_size, fft_size):
         shape = list(x.shape)
         h, w = int(shape[-2]), int(shape[-1])
-        spatial = [h, w] if mode == MODE_2D else [h * w]
+        spatial = [h, w] if mode in MODES_2D else [h * w]
         return hyena.FFTConv(x, kf, d, mode=mode, kernel_size=[int(k) for k in kernel_size],
                              fft_size=[int(n) for n in fft_size], spatial_size=spatial,
                              plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION)
@@ -204,7 +208,7 @@ def standalone_model(plan: FFTPlan, kf, d, body: str = "matmul", opset: int = 20
 
     channels = int(kf.shape[0])
     if hw is None:
-        hw = plan.spatial if plan.mode == MODE_2D else (1, plan.spatial[0])
+        hw = plan.spatial if plan.mode in MODES_2D else (1, plan.spatial[0])
     h, w = hw
     kind = strategy or resolve_body(plan, body)
     fn = build_function(plan, channels, body, opset, strategy=kind)

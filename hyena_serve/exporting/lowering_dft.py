@@ -3,7 +3,8 @@
 Kept for comparison and as the fallback for plans the GEMM lowering does not factorise
 (a long prime-ish FFT size). It follows docs/design.md §2 literally: forward real DFT of the
 zero-padded signal, complex DFT along the other axis (2d), multiply by Kf (with the skip
-folded in as D at the centre tap), inverse, crop. ONNX Runtime's CPU DFT is slow
+folded in as D at the centre tap), inverse, crop. The circular mode is the 2d body with
+the plan's crop start 0 and N = the map size: no padding, no crop. ONNX Runtime's CPU DFT is slow
 (docs/design.md §6): this body is 50-100× slower than torch's FFT.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hyena_serve.contract import MODE_2D, FFTPlan
+from hyena_serve.contract import MODES_2D, FFTPlan
 from hyena_serve.exporting.lowering_common import FLOAT, BodyBuilder, cis_frac
 
 
@@ -36,9 +37,8 @@ def _c2r_last(fb: BodyBuilder, z: str, axis: int, n: int) -> str:
 
 def build_body(fb: BodyBuilder, plan: FFTPlan, channels: int) -> str:
     x = fb.op("Cast", ["X"], to=FLOAT)
-    if plan.mode == MODE_2D:
-        (h, w), (kh, kw), (nh, nw) = plan.spatial, plan.kernel, plan.fft
-        ch, cw = kh // 2, kw // 2
+    if plan.mode in MODES_2D:
+        (h, w), (ch, cw), (nh, nw) = plan.spatial, plan.crop_start, plan.fft
         mw = nw // 2 + 1
         frac = np.mod(np.mod(ch * np.arange(nh), nh)[:, None] / nh + np.mod(cw * np.arange(mw), nw)[None, :] / nw, 1.0)
         pc, ps = cis_frac(frac)

@@ -1,7 +1,9 @@
 """Fast FFTConv function bodies: the FFT convolution as GEMMs (and direct Conv where cheaper).
 
 Every body computes exactly ``crop(irfftn(rfftn(x, N) · (Kf + D·δ_centre)))`` of the op
-contract (docs/design.md §2/§4) from the node's inputs ``X``, ``Kf``, ``D``. All the work on
+contract (docs/design.md §2/§4) from the node's inputs ``X``, ``Kf``, ``D``; the crop offset
+and the centre tap are the plan's ``crop_start`` (``k//2`` in the linear modes, 0 in the
+circular mode, where ``N`` = the map size and nothing is padded or cropped). All the work on
 ``Kf``/``D`` alone (re-layout, folding the skip and the crop into the spectrum, recovering
 the spatial taps) is written as nodes that depend only on the initializers, so ONNX
 Runtime constant-folds it at session creation; per inference only the data path runs.
@@ -24,7 +26,9 @@ Strategies (chosen per plan by :func:`choose_strategy`):
              split2d): no re/im swap copies; the default for long sequences.
 ``dense1d``  1D, short sequences: one real DFT GEMM each way.
 ``conv``     depthwise ``Conv`` with the taps that can reach the output (recovered from Kf
-             at session creation); fastest for small maps (e.g. Hpx at 7×7).
+             at session creation); fastest for small maps (e.g. Hpx at 7×7). Linear
+             modes only: a circular filter wraps around the map, which a zero-padded
+             Conv does not do, so the circular mode always gets ``split2d``.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ def conv_taps(n: int, k: int) -> tuple[int, int]:
 
 
 def choose_strategy(plan: FFTPlan) -> str:
+    if plan.circular:
+        return "split2d"
     if plan.mode == MODE_2D:
         (h, w), (kh, kw) = plan.spatial, plan.kernel
         th0, th1 = conv_taps(h, kh)
@@ -165,9 +171,10 @@ def _forward_w(fb: BodyBuilder, plan: FFTPlan, x: str) -> str:
 
 
 def _centred_spectrum(fb: BodyBuilder, plan: FFTPlan) -> str:
-    """Kf plus D at the centre tap (the crop shift folds D into the spectrum): (C,Nh,Mw,2)."""
-    (kh, kw), (nh, nw) = plan.kernel, plan.fft
-    ch, cw, mw = kh // 2, kw // 2, nw // 2 + 1
+    """Kf plus D at the centre tap (the crop shift folds D into the spectrum): (C,Nh,Mw,2).
+    In circular mode the crop start is 0: D is added to every bin."""
+    (ch, cw), (nh, nw) = plan.crop_start, plan.fft
+    mw = nw // 2 + 1
     frac = (np.mod(ch * np.arange(nh), nh)[:, None] / nh) + (np.mod(cw * np.arange(mw), nw)[None, :] / nw)
     pc, ps = cis_frac(np.mod(frac, 1.0))
     phase = fb.const(np.stack([pc, ps], axis=-1), "centre")                     # (Nh,Mw,2)
@@ -177,16 +184,16 @@ def _centred_spectrum(fb: BodyBuilder, plan: FFTPlan) -> str:
 def _inverse_w(fb: BodyBuilder, plan: FFTPlan, v: str) -> str:
     """Inverse real DFT along W of [re | im] blocks, only the kept columns, Hermitian
     weights and 1/Nw folded: (B,C,H,2Mw) -> (B,C,H,W)."""
-    (_, w), (_, kw), (_, nw) = plan.spatial, plan.kernel, plan.fft
+    (_, w), (_, cw), (_, nw) = plan.spatial, plan.crop_start, plan.fft
     mw = nw // 2 + 1
-    c, s = cis(np.arange(mw)[:, None], kw // 2 + np.arange(w)[None, :], nw, sign=+1.0)
+    c, s = cis(np.arange(mw)[:, None], cw + np.arange(w)[None, :], nw, sign=+1.0)
     wt = (_herm_weights(nw, mw) / nw)[:, None]
     return fb.matmul(v, fb.const(np.concatenate([c * wt, -s * wt], axis=0), "Rinv"))
 
 
 def _dense2d(fb: BodyBuilder, plan: FFTPlan) -> None:
-    (h, _), (kh, _), (nh, nw) = plan.spatial, plan.kernel, plan.fft
-    ch, mw = kh // 2, nw // 2 + 1
+    (h, _), (ch, _), (nh, nw) = plan.spatial, plan.crop_start, plan.fft
+    mw = nw // 2 + 1
     x = fb.op("Cast", ["X"], to=FLOAT)
 
     a = _forward_w(fb, plan, x)                                                 # (B,C,2H,Mw)
@@ -215,8 +222,8 @@ def _split2d(fb: BodyBuilder, plan: FFTPlan) -> None:
     spectrum multiply is four Muls and two Adds on half-size tensors with no re/im swap
     copy, and the inverse H GEMM takes the real and imaginary parts as two GEMMs whose sum
     is the interleaved result (same GEMM work as dense2d, ~40% less elementwise traffic)."""
-    (h, _), (kh, _), (nh, nw) = plan.spatial, plan.kernel, plan.fft
-    ch, mw = kh // 2, nw // 2 + 1
+    (h, _), (ch, _), (nh, nw) = plan.spatial, plan.crop_start, plan.fft
+    mw = nw // 2 + 1
     x = fb.op("Cast", ["X"], to=FLOAT)
 
     a = _forward_w(fb, plan, x)                                                 # (B,C,2H,Mw)
@@ -378,6 +385,8 @@ def _dense1d(fb: BodyBuilder, plan: FFTPlan) -> None:
 
 def _conv(fb: BodyBuilder, plan: FFTPlan, channels: int) -> None:
     """Depthwise Conv with the flipped taps that reach the output (from Kf, folded)."""
+    if plan.circular:
+        raise ValueError("the conv strategy computes a linear convolution; a circular plan needs split2d or dense2d")
     if plan.mode == MODE_2D:
         (h, w), (kh, kw), (nh, nw) = plan.spatial, plan.kernel, plan.fft
         (th0, th1), (tw0, tw1) = conv_taps(h, kh), conv_taps(w, kw)

@@ -1,8 +1,9 @@
 """Plain, stateless FFT long convolutions: the ground truth every fast path is tested against.
 
-Both functions follow docs/design.md §2 literally: pad, rfft, multiply, irfft, crop, add the skip.
-They are differentiable through torch's own FFT autograd, so they also serve as the
-training fallback.
+The linear ones follow docs/design.md §2 literally: pad, rfft, multiply, irfft, crop, add the
+skip; the circular one (docs/design.md §4, mode ``2d_circular``) is the same without padding or
+crop. They are differentiable through torch's own FFT autograd, so they also serve as the
+training fallback. The ``direct_*`` functions compute the same operators without any FFT.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, plan_fft
+from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODE_2D_CIRCULAR, plan_fft
 
 
 def _skip(u: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor | float:
@@ -51,6 +52,21 @@ def fft_conv1d_bidir_ref(u: torch.Tensor, k: torch.Tensor, d: torch.Tensor | Non
     return (y + _skip(u.to(work), d)).to(u.dtype)
 
 
+def fft_conv2d_circular_ref(u: torch.Tensor, k: torch.Tensor, d: torch.Tensor | None = None) -> torch.Tensor:
+    """Circular 2D convolution of ``u`` (B, C, H, W) with per-channel filters ``k`` (C, H, W).
+
+    ``y[b,c,i,j] = sum_{p,q} k[c, (i-p) mod H, (j-q) mod W] u[b,c,p,q] + d[c] u[b,c,i,j]``:
+    transform size = map size, no padding, no crop. The FFT runs in float32 (float64
+    stays float64) and the result is cast back.
+    """
+    _, _, h, w = u.shape
+    plan = plan_fft(MODE_2D_CIRCULAR, h, w, tuple(k.shape[-2:]))
+    work = torch.promote_types(u.dtype, torch.float32)
+    spec = torch.fft.rfft2(u.to(work)) * torch.fft.rfft2(k.to(work))
+    y = torch.fft.irfft2(spec, s=plan.fft)
+    return (y + _skip(u.to(work), d)).to(u.dtype)
+
+
 def direct_conv2d(u: torch.Tensor, k: torch.Tensor, d: torch.Tensor | None = None) -> torch.Tensor:
     """The same operator as :func:`fft_conv2d_ref` by direct depthwise convolution.
 
@@ -74,3 +90,18 @@ def direct_conv1d_bidir(u: torch.Tensor, k: torch.Tensor, d: torch.Tensor | None
     weight = torch.flip(k, dims=(-1,)).reshape(c, 1, kk).to(u.dtype)
     pad_l = kk - 1 - kk // 2
     return F.conv1d(F.pad(u, (pad_l, kk - 1 - pad_l)), weight, groups=c) + _skip(u, d)
+
+
+def direct_circular_conv2d(u: torch.Tensor, k: torch.Tensor, d: torch.Tensor | None = None) -> torch.Tensor:
+    """The same operator as :func:`fft_conv2d_circular_ref` as an explicit sum over shifts:
+    ``y = sum_{p,q} k[:, p, q] · roll(u, (p, q))`` (``roll(u, (p, q))[i, j] = u[(i-p) mod H,
+    (j-q) mod W]``). Tests only: O(H²·W²) per channel."""
+    h, w = u.shape[-2:]
+    if tuple(k.shape[-2:]) != (h, w):
+        raise ValueError(f"a circular filter spans the map: expected (C, {h}, {w}), got {tuple(k.shape)}")
+    k = k.to(u.dtype)
+    y = torch.zeros_like(u)
+    for p in range(h):
+        for q in range(w):
+            y = y + k[:, p, q, None, None] * torch.roll(u, shifts=(p, q), dims=(-2, -1))
+    return y + _skip(u, d)
