@@ -31,7 +31,7 @@ import onnx
 import torch
 
 from hyena_serve.contract import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
-from hyena_serve.exporting import fftconv_onnx
+from hyena_serve.exporting import fftconv_onnx, spectral_onnx
 from hyena_serve.files import atomic_write
 
 
@@ -165,10 +165,12 @@ def export_onnx(model: torch.nn.Module, res: int, out: str | os.PathLike, *, pre
                 net, (dummy,), dynamo=True, opset_version=opset, verbose=False, optimize=True,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                custom_translation_table=fftconv_onnx.translation_table())
+                custom_translation_table={**fftconv_onnx.translation_table(),
+                                          **spectral_onnx.translation_table()})
         onnx_model = exported.model_proto
     with prog.step(f"attach hyena::FFTConv functions (body={body})"):
         kinds = fftconv_onnx.attach_functions(onnx_model, body)
+        spectral_onnx.attach_functions(onnx_model, body)  # hyena::RFFT2/IRFFT2 (AFF mixers)
         structural_check(onnx_model, net, infos)
     if progress:
         print(f"[export] {len(infos)} FFTConv nodes, overloads: "
