@@ -57,6 +57,8 @@ DEFAULT_CFGS: dict[str, ModelConfig] = {
     "hb_a_former_s18": _cfg("hb_a_former_s18", "hb_a_former_s18.westai_in1k"),
     "convformer_s18": _cfg("convformer_s18"),
     "sasa_former_s18": _cfg("sasa_former_s18"),
+    "gf_former_s18": _cfg("gf_former_s18"),
+    "aff_former_s18": _cfg("aff_former_s18"),
     "hpx_former_s4": _cfg("hpx_former_s4"),
     "hpx_former_s12": _cfg("hpx_former_s12"),
     "hb_former_s4": _cfg("hb_former_s4"),
@@ -66,4 +68,6 @@ DEFAULT_CFGS: dict[str, ModelConfig] = {
     "hb_a_former_s4": _cfg("hb_a_former_s4"),
     "convformer_s4": _cfg("convformer_s4"),
     "sasa_former_s4": _cfg("sasa_former_s4"),
+    "gf_former_s4": _cfg("gf_former_s4"),
+    "aff_former_s4": _cfg("aff_former_s4"),
 }

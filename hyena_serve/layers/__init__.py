@@ -1,8 +1,10 @@
 """Building blocks of the HyenaPixel family: norms, MLPs, token mixers, implicit filters."""
 
+from hyena_serve.layers.adaptive_filter import AdaptiveFrequencyFilter, adaptive_filter_reference
 from hyena_serve.layers.attention import Attention
 from hyena_serve.layers.drop import DropPath, drop_path
 from hyena_serve.layers.fft_long_conv import FFTLongConvMixer
+from hyena_serve.layers.global_filter import GlobalFilter, GlobalFilterSpectrum, resample_circular_spectrum
 from hyena_serve.layers.hyena_bidir import HyenaBidirMixer, global_kernel_1d
 from hyena_serve.layers.hyena_pixel import HyenaPixelMixer, global_kernel_2d
 from hyena_serve.layers.implicit_filter import (
@@ -17,9 +19,12 @@ from hyena_serve.layers.norms import LayerNormWithoutBias, Scale
 from hyena_serve.layers.sepconv import SepConv
 
 __all__ = [
+    "AdaptiveFrequencyFilter",
     "Attention",
     "DropPath",
     "FFTLongConvMixer",
+    "GlobalFilter",
+    "GlobalFilterSpectrum",
     "HyenaBidirMixer",
     "HyenaFilter",
     "HyenaPixelFilter",
@@ -32,10 +37,12 @@ __all__ = [
     "SepConv",
     "SquaredReLU",
     "StarReLU",
+    "adaptive_filter_reference",
     "centre_distance",
     "drop_path",
     "global_kernel_1d",
     "global_kernel_2d",
+    "resample_circular_spectrum",
     "local_attention_reference",
     "sincos_pos_emb_2d",
 ]

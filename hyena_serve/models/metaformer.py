@@ -4,7 +4,9 @@ MetaFormer backbone.
 Spravil et al., "HyenaPixel: Global Image Context with Convolutions" (arXiv 2402.19305);
 Yu et al., "MetaFormer Baselines for Vision" (arXiv 2210.13452). The comparison mixers
 of the HyenaPixel paper: local self-attention (SASA, Ramachandran et al. 2019,
-``hyena_serve.layers.local_attention``) in ``sasa_former_*``.
+``hyena_serve.layers.local_attention``) in ``sasa_former_*``; global filters (GFNet, Rao et
+al. 2021, ``hyena_serve.layers.global_filter``) in ``gf_former_*``; adaptive frequency filters
+(AFF, Huang et al. 2023, ``hyena_serve.layers.adaptive_filter``) in ``aff_former_*``.
 
 The module tree follows the published checkpoints (sail-sg MetaFormer layout), so their
 state dicts load with ``strict=True``: ``downsample_layers.i.{pre_norm,conv,post_norm}``,
@@ -27,9 +29,11 @@ from torch import nn
 
 from hyena_serve.contract import to_pair
 from hyena_serve.layers import (
+    AdaptiveFrequencyFilter,
     Attention,
     DropPath,
     FFTLongConvMixer,
+    GlobalFilter,
     HyenaBidirMixer,
     HyenaPixelMixer,
     LayerNormWithoutBias,
@@ -174,7 +178,8 @@ class MetaFormer(nn.Module):
         return stage_feature_sizes(img_size)
 
     def hyena_mixers(self) -> list[tuple[str, int, FFTLongConvMixer]]:
-        """(qualified name, stage index, mixer) of every Hyena mixer, in forward order."""
+        """(qualified name, stage index, mixer) of every FFT-conv mixer (Hpx, Hb, global
+        filter), in forward order."""
         return [(f"stages.{i}.{name}", i, m) for i, stage in enumerate(self.stages)
                 for name, m in stage.named_modules() if isinstance(m, FFTLongConvMixer)]
 
@@ -281,6 +286,18 @@ def sasa_former_s18(**kwargs) -> MetaFormer:
 
 
 @register_model
+def aff_former_s18(**kwargs) -> MetaFormer:
+    """hpx_former_s18's layout with the AFF adaptive frequency filter where Hpx sits (no released weights)."""
+    return _build("aff_former_s18", S18, AdaptiveFrequencyFilter, kwargs)
+
+
+@register_model
+def gf_former_s18(**kwargs) -> MetaFormer:
+    """hpx_former_s18's layout with the GFNet global filter where Hpx sits (no released weights)."""
+    return _build("gf_former_s18", S18, GlobalFilter, kwargs)
+
+
+@register_model
 def convformer_s18(**kwargs) -> MetaFormer:
     return _build("convformer_s18", S18, SepConv, kwargs)
 
@@ -325,6 +342,16 @@ def hb_a_former_s4(**kwargs) -> MetaFormer:
 @register_model
 def sasa_former_s4(**kwargs) -> MetaFormer:
     return _build("sasa_former_s4", S4, LocalSelfAttention, kwargs)
+
+
+@register_model
+def aff_former_s4(**kwargs) -> MetaFormer:
+    return _build("aff_former_s4", S4, AdaptiveFrequencyFilter, kwargs)
+
+
+@register_model
+def gf_former_s4(**kwargs) -> MetaFormer:
+    return _build("gf_former_s4", S4, GlobalFilter, kwargs)
 
 
 @register_model
