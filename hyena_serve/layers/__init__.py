@@ -42,7 +42,7 @@ __all__ = [
     "drop_path",
     "global_kernel_1d",
     "global_kernel_2d",
-    "resample_circular_spectrum",
     "local_attention_reference",
+    "resample_circular_spectrum",
     "sincos_pos_emb_2d",
 ]
