@@ -118,3 +118,23 @@ def test_ops_under_torch_compile_match_eager():
 def test_bad_arguments_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("h", "w"), [(56, 56), (7, 7), (13, 10)])
+def test_cuda_matches_cpu_float64_forward_and_backward(h, w):
+    """The ops on a CUDA GPU (float32) against CPU float64, values and gradients."""
+    x = torch.randn(2, 5, h, w, dtype=torch.float64)
+    mask = torch.randn(10, h, w // 2 + 1, dtype=torch.float64)
+
+    def run(t, m):
+        t = t.clone().requires_grad_(True)
+        y = irfft2(rfft2(t) * m, w)
+        (g,) = torch.autograd.grad(y.square().sum(), t)
+        return y.detach(), g
+
+    want_y, want_g = run(x, mask)
+    got_y, got_g = run(x.float().cuda(), mask.float().cuda())
+    for got, want in ((got_y, want_y), (got_g, want_g)):
+        assert got.dtype == torch.float32
+        assert ((got.double().cpu() - want).abs().max() / want.abs().max()).item() <= 1e-5
