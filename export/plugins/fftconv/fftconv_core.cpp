@@ -131,12 +131,18 @@ char const* statusName(Status s) noexcept
 
 char const* modeName(Mode m) noexcept
 {
-    return m == Mode::k2D ? kModeName2D : kModeName1DBidir;
+    switch (m)
+    {
+    case Mode::k2D: return kModeName2D;
+    case Mode::k1DBidir: return kModeName1DBidir;
+    case Mode::k2DCircular: return kModeName2DCircular;
+    }
+    return "invalid";
 }
 
 int32_t modeRank(Mode m) noexcept
 {
-    return m == Mode::k2D ? 2 : 1;
+    return m == Mode::k1DBidir ? 1 : 2;
 }
 
 Result parseMode(std::string const& text, Mode& out)
@@ -151,8 +157,14 @@ Result parseMode(std::string const& text, Mode& out)
         out = Mode::k1DBidir;
         return Result::success();
     }
+    if (text == kModeName2DCircular)
+    {
+        out = Mode::k2DCircular;
+        return Result::success();
+    }
     return Result::error(Status::kInvalidAttribute,
-        "unknown mode '" + text + "' (expected '" + kModeName2D + "' or '" + kModeName1DBidir + "')");
+        "unknown mode '" + text + "' (expected '" + kModeName2D + "', '" + kModeName2DCircular + "' or '"
+            + kModeName1DBidir + "')");
 }
 
 AttrValue AttrValue::makeString(std::string s)
@@ -181,7 +193,7 @@ AttrValue AttrValue::makeBytes(std::vector<uint8_t> b)
 
 Result validateAttributes(Attributes const& a)
 {
-    if (a.mode != Mode::k2D && a.mode != Mode::k1DBidir)
+    if (a.mode != Mode::k2D && a.mode != Mode::k1DBidir && a.mode != Mode::k2DCircular)
     {
         return Result::error(Status::kInvalidAttribute, "mode out of range");
     }
@@ -207,10 +219,13 @@ Result validateAttributes(Attributes const& a)
         {
             return Result::error(Status::kInvalidAttribute, "kernel_size must be positive, got " + listToString(a.kernelSize));
         }
-        if (n < 2 || n > kMaxFftLength)
+        // The linear modes pad to at least 2; a circular transform is the map, which may be 1 wide.
+        int64_t const least = a.mode == Mode::k2DCircular ? 1 : 2;
+        if (n < least || n > kMaxFftLength)
         {
             return Result::error(Status::kInvalidAttribute,
-                "fft_size must be in [2, " + std::to_string(kMaxFftLength) + "], got " + listToString(a.fftSize));
+                "fft_size must be in [" + std::to_string(least) + ", " + std::to_string(kMaxFftLength) + "], got "
+                    + listToString(a.fftSize));
         }
         if (n < k)
         {
@@ -218,6 +233,13 @@ Result validateAttributes(Attributes const& a)
                 "fft_size " + listToString(a.fftSize) + " must hold the whole filter " + listToString(a.kernelSize));
         }
         volume *= n;
+    }
+    if (a.mode == Mode::k2DCircular && a.kernelSize != a.fftSize)
+    {
+        // The filter is the whole (circular) map: no padding, so nothing else is meaningful.
+        return Result::error(Status::kInvalidAttribute,
+            "mode '2d_circular' needs kernel_size == fft_size (the map size), got kernel_size "
+                + listToString(a.kernelSize) + " and fft_size " + listToString(a.fftSize));
     }
     if (volume > std::numeric_limits<int32_t>::max())
     {
@@ -232,6 +254,8 @@ Result parseAttributes(AttrMap const& fields, Attributes& out)
     bool haveMode = false;
     bool haveKernel = false;
     bool haveFft = false;
+    bool haveSpatial = false;
+    std::vector<int32_t> spatial;
 
     auto it = fields.find(kFieldMode);
     if (it != fields.end())
@@ -267,6 +291,27 @@ Result parseAttributes(AttrMap const& fields, Attributes& out)
         }
         haveFft = true;
     }
+    it = fields.find(kFieldSpatialSize);
+    if (it != fields.end())
+    {
+        Result r = intsToInt32(kFieldSpatialSize, it->second, spatial);
+        if (!r.ok())
+        {
+            return r;
+        }
+        haveSpatial = true;
+    }
+    // In 2d_circular the transform size is the map size: a node whose spatial_size says
+    // otherwise was exported for another map and must not be planned as this one.
+    auto spatialAgrees = [&](Attributes const& a) -> Result {
+        if (haveSpatial && a.mode == Mode::k2DCircular && spatial != a.fftSize)
+        {
+            return Result::error(Status::kInvalidAttribute,
+                "mode '2d_circular' needs spatial_size == fft_size, got spatial_size " + listToString(spatial)
+                    + " and fft_size " + listToString(a.fftSize));
+        }
+        return Result::success();
+    };
 
     it = fields.find(kFieldState);
     if (it != fields.end())
@@ -285,6 +330,11 @@ Result parseAttributes(AttrMap const& fields, Attributes& out)
             || (haveFft && plain.fftSize != fromBlob.fftSize))
         {
             return Result::error(Status::kInvalidAttribute, "serialized state disagrees with the plain fields");
+        }
+        r = spatialAgrees(fromBlob);
+        if (!r.ok())
+        {
+            return r;
         }
         out = fromBlob;
         return Result::success();
@@ -308,6 +358,10 @@ Result parseAttributes(AttrMap const& fields, Attributes& out)
         return Result::error(Status::kInvalidAttribute, "missing required field(s):" + missing);
     }
     Result r = validateAttributes(plain);
+    if (r.ok())
+    {
+        r = spatialAgrees(plain);
+    }
     if (!r.ok())
     {
         return r;
@@ -318,7 +372,7 @@ Result parseAttributes(AttrMap const& fields, Attributes& out)
 
 std::vector<int64_t> expectedKfShape(Attributes const& a, int64_t channels)
 {
-    if (a.mode == Mode::k2D)
+    if (a.mode == Mode::k2D || a.mode == Mode::k2DCircular)
     {
         return {channels, a.fftSize.at(0), a.fftSize.at(1) / 2 + 1, 2};
     }
@@ -381,8 +435,23 @@ Result checkInputs(Attributes const& a, TensorInfo const& x, TensorInfo const& k
             "D shape " + dimsToString(d.dims) + " must be (C,) with C=" + std::to_string(channels));
     }
 
+    if (a.mode == Mode::k2DCircular)
+    {
+        // Circular convolution at the map size: the map must be exactly the transform.
+        for (int i = 0; i < 2; ++i)
+        {
+            int64_t const n = x.dims[2 + i];
+            if (n != -1 && n != a.fftSize[i])
+            {
+                return Result::error(Status::kInvalidShape,
+                    std::string("mode '2d_circular': ") + (i == 0 ? "H" : "W") + "=" + std::to_string(n)
+                        + " must equal fft_size[" + std::to_string(i) + "]=" + std::to_string(a.fftSize[i])
+                        + " (transform size = map size)");
+            }
+        }
+    }
     // Alias-free rule per FFT dimension: fft >= n + k/2.
-    if (a.mode == Mode::k2D)
+    else if (a.mode == Mode::k2D)
     {
         for (int i = 0; i < 2; ++i)
         {
@@ -455,14 +524,17 @@ Result planGeometry(Attributes const& a, int64_t const xDims[4], Geometry& out)
     g.rank = modeRank(a.mode);
     g.batch = xDims[0];
     g.channels = xDims[1];
-    if (a.mode == Mode::k2D)
+    if (a.mode == Mode::k2D || a.mode == Mode::k2DCircular)
     {
+        // 2d_circular: fft == (H, W), so the pad kernel is a plain copy (+ cast) and the crop
+        // window starts at 0; the kernels are the same as in mode 2d.
+        bool const circular = a.mode == Mode::k2DCircular;
         g.rows = xDims[2];
         g.cols = xDims[3];
         g.fftRows = a.fftSize[0];
         g.fftCols = a.fftSize[1];
-        g.cropRow = a.kernelSize[0] / 2;
-        g.cropCol = a.kernelSize[1] / 2;
+        g.cropRow = circular ? 0 : a.kernelSize[0] / 2;
+        g.cropCol = circular ? 0 : a.kernelSize[1] / 2;
     }
     else
     {
@@ -683,7 +755,9 @@ Result deserializeAttributes(uint8_t const* data, size_t size, Attributes& out)
     };
     Attributes a;
     int32_t mode = -1;
-    if (!readI32(mode) || (mode != static_cast<int32_t>(Mode::k2D) && mode != static_cast<int32_t>(Mode::k1DBidir)))
+    if (!readI32(mode)
+        || (mode != static_cast<int32_t>(Mode::k2D) && mode != static_cast<int32_t>(Mode::k1DBidir)
+            && mode != static_cast<int32_t>(Mode::k2DCircular)))
     {
         return Result::error(Status::kCorruptBuffer, "serialized FFTConv state has an invalid mode");
     }

@@ -12,10 +12,13 @@
 //           Kf float32, (C, Nh, Nw/2+1, 2) in mode "2d", (C, N/2+1, 2) in mode "1d_bidir":
 //              the half spectrum of the zero-padded filter, real/imag interleaved.
 //           D  (C,) float32 skip.
-//   fields  mode "2d" | "1d_bidir"; kernel_size [Kh, Kw] | [K]; fft_size [Nh, Nw] | [N].
+//   fields  mode "2d" | "2d_circular" | "1d_bidir"; kernel_size [Kh, Kw] | [K]; fft_size [Nh, Nw] | [N];
+//           spatial_size [H, W] | [L] (optional: only checked in 2d_circular, where it must equal fft_size).
 //   output  Y with X's shape and dtype:
-//     2d:       Y[b,c,i,j] = irfft2(rfft2(pad(x[b,c])) * Kf[c])[i + Kh/2, j + Kw/2] + D[c] x[b,c,i,j]
-//     1d_bidir: the (H, W) map is flattened to L = H*W and the same is done in 1-D with K/2.
+//     2d:          Y[b,c,i,j] = irfft2(rfft2(pad(x[b,c])) * Kf[c])[i + Kh/2, j + Kw/2] + D[c] x[b,c,i,j]
+//     2d_circular: transform size = map size (fft_size == kernel_size == (H, W)), no padding, no crop:
+//                  Y[b,c] = irfft2(rfft2(x[b,c]) * Kf[c]) + D[c] x[b,c]  (crop start 0)
+//     1d_bidir:    the (H, W) map is flattened to L = H*W and the same is done in 1-D with K/2.
 #ifndef HYENA_FFTCONV_CORE_H
 #define HYENA_FFTCONV_CORE_H
 
@@ -47,10 +50,13 @@ constexpr char const* kPluginVersion = "1";
 constexpr char const* kFieldMode = "mode";
 constexpr char const* kFieldKernelSize = "kernel_size";
 constexpr char const* kFieldFftSize = "fft_size";
+//! On the ONNX node for every mode; the plugin only reads it in 2d_circular (it must equal fft_size).
+constexpr char const* kFieldSpatialSize = "spatial_size";
 //! Extra field written into engines: the versioned attribute blob (bytes).
 constexpr char const* kFieldState = "hyena_fftconv_state";
 constexpr char const* kModeName2D = "2d";
 constexpr char const* kModeName1DBidir = "1d_bidir";
+constexpr char const* kModeName2DCircular = "2d_circular";
 
 constexpr int32_t kNbInputs = 3; // X, Kf, D
 constexpr int32_t kNbOutputs = 1; // Y
@@ -91,11 +97,12 @@ enum class Mode : int32_t
 {
     k2D = 0,
     k1DBidir = 1,
+    k2DCircular = 2, //!< GFNet-style global filter: circular convolution at the map size
 };
 
 char const* modeName(Mode m) noexcept;
 Result parseMode(std::string const& text, Mode& out);
-//! Number of FFT dimensions of a mode (2 for "2d", 1 for "1d_bidir").
+//! Number of FFT dimensions of a mode (2 for "2d" and "2d_circular", 1 for "1d_bidir").
 int32_t modeRank(Mode m) noexcept;
 
 struct Attributes
@@ -132,13 +139,16 @@ struct AttrValue
 };
 using AttrMap = std::map<std::string, AttrValue>;
 
-//! Checks mode/kernel_size/fft_size on their own (no input shape needed).
+//! Checks mode/kernel_size/fft_size on their own (no input shape needed). 2d_circular needs
+//! kernel_size == fft_size (the filter covers the whole map).
 Result validateAttributes(Attributes const& a);
 
 //! Builds Attributes from named fields. If kFieldState is present, the blob is decoded
 //! (and, when the plain fields are present too, they must agree with it). Otherwise
 //! mode, kernel_size and fft_size are required. Unknown names are ignored (the ONNX
 //! node carries plugin_namespace/plugin_version, which are not fields of this op).
+//! spatial_size, when present, must equal fft_size in 2d_circular; the linear modes take
+//! the map size from X's shape and ignore it.
 Result parseAttributes(AttrMap const& fields, Attributes& out);
 
 // ---- tensors, shapes, geometry -------------------------------------------------------
@@ -160,7 +170,8 @@ struct TensorInfo
 std::vector<int64_t> expectedKfShape(Attributes const& a, int64_t channels);
 
 //! Validates X, Kf, D against the attributes. Unknown (-1) dims are skipped; known
-//! spatial dims must satisfy the alias-free rule fft >= n + k/2 per FFT dimension.
+//! spatial dims must satisfy the alias-free rule fft >= n + k/2 per FFT dimension in the
+//! linear modes, and equal fft_size in 2d_circular.
 Result checkInputs(Attributes const& a, TensorInfo const& x, TensorInfo const& kf, TensorInfo const& d);
 
 //! Output shape rule: Y has X's shape (rank 4). -1 dims pass through.
@@ -174,13 +185,13 @@ struct Geometry
     int32_t rank;     //!< FFT rank: 2 ("2d") or 1 ("1d_bidir")
     int64_t batch;    //!< N
     int64_t channels; //!< C
-    int64_t rows;     //!< H (2d) or 1
+    int64_t rows;     //!< H (2d, 2d_circular) or 1
     int64_t cols;     //!< W (2d) or H*W
     int64_t fftRows;  //!< Nh (2d) or 1
     int64_t fftCols;  //!< Nw (2d) or N
     int64_t specCols; //!< fftCols/2 + 1
-    int64_t cropRow;  //!< Kh/2 (2d) or 0
-    int64_t cropCol;  //!< Kw/2 (2d) or K/2
+    int64_t cropRow;  //!< Kh/2 (2d) or 0 (1d_bidir, 2d_circular)
+    int64_t cropCol;  //!< Kw/2 (2d), K/2 (1d_bidir) or 0 (2d_circular)
     float scale;      //!< 1 / (fftRows * fftCols): cuFFT's C2R is unnormalised
 
     FFTCONV_HOST_DEVICE int64_t signals() const noexcept { return batch * channels; }

@@ -10,6 +10,7 @@
 // cuFFT plans: one R2C/C2R pair per power-of-two batch level, made outside enqueue with
 // auto-allocation off; their common work area is the last slice of the workspace.
 #include "fftconv_kernels.cuh"
+#include "fftconv_cuda_util.cuh"
 
 #include <cuda_fp16.h>
 
@@ -21,43 +22,10 @@ namespace hyena
 {
 namespace fftconv
 {
+using namespace cudautil;
+
 namespace
 {
-
-constexpr int kBlock = 256;
-constexpr int64_t kMaxBlocks = 65535; // grid-stride loops cover the rest
-
-int gridFor(int64_t total) noexcept
-{
-    int64_t blocks = (total + kBlock - 1) / kBlock;
-    if (blocks > kMaxBlocks)
-    {
-        blocks = kMaxBlocks;
-    }
-    return static_cast<int>(blocks < 1 ? 1 : blocks);
-}
-
-__device__ __forceinline__ float loadAsFloat(float v)
-{
-    return v;
-}
-__device__ __forceinline__ float loadAsFloat(__half v)
-{
-    return __half2float(v);
-}
-
-template <typename T>
-__device__ __forceinline__ T storeAs(float v);
-template <>
-__device__ __forceinline__ float storeAs<float>(float v)
-{
-    return v;
-}
-template <>
-__device__ __forceinline__ __half storeAs<__half>(float v)
-{
-    return __float2half_rn(v);
-}
 
 // I: the index type, int32_t when kernelIndexFits32(g) (cheaper division), else int64_t.
 template <typename T, typename I>
@@ -100,34 +68,7 @@ __global__ void cropSkipCastKernel(Geometry const g, float const* __restrict__ r
     }
 }
 
-KernelResult ok() noexcept
-{
-    return KernelResult{};
-}
-
-KernelResult invalid(char const* where) noexcept
-{
-    return KernelResult{KernelStatus::kInvalidArgument, 0, where};
-}
-
-KernelResult lastLaunch(char const* where) noexcept
-{
-    cudaError_t const e = cudaGetLastError();
-    if (e != cudaSuccess)
-    {
-        return KernelResult{KernelStatus::kCudaError, static_cast<int32_t>(e), where};
-    }
-    return ok();
-}
-
-KernelResult cufftCheck(cufftResult r, char const* where) noexcept
-{
-    if (r != CUFFT_SUCCESS)
-    {
-        return KernelResult{KernelStatus::kCufftError, static_cast<int32_t>(r), where};
-    }
-    return ok();
-}
+} // namespace
 
 bool geometrySane(Geometry const& g) noexcept
 {
@@ -135,8 +76,6 @@ bool geometrySane(Geometry const& g) noexcept
         && g.fftRows >= g.rows + g.cropRow && g.fftCols >= g.cols + g.cropCol && g.specCols == g.fftCols / 2 + 1
         && g.cropRow >= 0 && g.cropCol >= 0 && (g.rank == 2 || g.fftRows == 1);
 }
-
-} // namespace
 
 char const* kernelStatusName(KernelStatus s) noexcept
 {
@@ -324,28 +263,35 @@ void destroyPlans(FftPlans& plans) noexcept
 {
     for (int32_t k = 0; k < plans.levels; ++k)
     {
-        cufftDestroy(plans.r2c[k]);
-        cufftDestroy(plans.c2r[k]);
+        if (plans.directions & kPlanR2C)
+        {
+            cufftDestroy(plans.r2c[k]);
+        }
+        if (plans.directions & kPlanC2R)
+        {
+            cufftDestroy(plans.c2r[k]);
+        }
     }
     plans = FftPlans{};
 }
 
-KernelResult ensurePlans(Geometry const& g, FftPlans& plans, int32_t* created) noexcept
+KernelResult ensurePlans(Geometry const& g, FftPlans& plans, int32_t* created, int32_t directions) noexcept
 {
     if (created != nullptr)
     {
         *created = 0;
     }
-    if (!geometrySane(g))
+    if (!geometrySane(g) || (directions & kPlanBoth) == 0 || (directions & ~kPlanBoth) != 0)
     {
         return invalid("ensurePlans");
     }
     PlanKey const key = planKey(g);
-    if (plans.levels > 0 && plans.key != key)
+    if (plans.levels > 0 && (plans.key != key || plans.directions != directions))
     {
         destroyPlans(plans); // FFT sizes or channels changed: the geometry, not the batch
     }
     plans.key = key;
+    plans.directions = directions;
     int32_t const want = planLevels(g.batch);
     if (want > kMaxPlanLevels)
     {
@@ -363,15 +309,20 @@ KernelResult ensurePlans(Geometry const& g, FftPlans& plans, int32_t* created) n
         size_t w2 = 0;
         cufftHandle r2c = 0;
         cufftHandle c2r = 0;
-        KernelResult r = makeOnePlan(g, CUFFT_R2C, static_cast<int>(signals), r2c, w1);
+        bool const wantR2C = (directions & kPlanR2C) != 0;
+        bool const wantC2R = (directions & kPlanC2R) != 0;
+        KernelResult r = wantR2C ? makeOnePlan(g, CUFFT_R2C, static_cast<int>(signals), r2c, w1) : ok();
         if (!r.ok())
         {
             return r;
         }
-        r = makeOnePlan(g, CUFFT_C2R, static_cast<int>(signals), c2r, w2);
+        r = wantC2R ? makeOnePlan(g, CUFFT_C2R, static_cast<int>(signals), c2r, w2) : ok();
         if (!r.ok())
         {
-            cufftDestroy(r2c);
+            if (wantR2C)
+            {
+                cufftDestroy(r2c);
+            }
             return r;
         }
         plans.r2c[k] = r2c;
@@ -380,7 +331,7 @@ KernelResult ensurePlans(Geometry const& g, FftPlans& plans, int32_t* created) n
         plans.levels = k + 1;
         if (created != nullptr)
         {
-            *created += 2;
+            *created += (wantR2C ? 1 : 0) + (wantC2R ? 1 : 0);
         }
     }
     return ok();
@@ -398,9 +349,10 @@ size_t plansWorkBytes(FftPlans const& plans, int64_t batch, bool& covered) noexc
     return bytes;
 }
 
-KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out) noexcept
+KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out, int32_t directions) noexcept
 {
-    if (!geometrySane(g) || out == nullptr || levels < 0 || levels > kMaxPlanLevels)
+    if (!geometrySane(g) || out == nullptr || levels < 0 || levels > kMaxPlanLevels
+        || (directions & kPlanBoth) == 0 || (directions & ~kPlanBoth) != 0)
     {
         return invalid("queryWorkBytes");
     }
@@ -418,6 +370,10 @@ KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out) noe
         size_t most = 0;
         for (cufftType type : {CUFFT_R2C, CUFFT_C2R})
         {
+            if ((directions & (type == CUFFT_R2C ? kPlanR2C : kPlanC2R)) == 0)
+            {
+                continue;
+            }
             cufftHandle h = 0;
             KernelResult r = cufftCheck(cufftCreate(&h), "cufftCreate");
             if (!r.ok())
@@ -475,7 +431,7 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
     }
     bool covered = false;
     size_t const workBytes = plansWorkBytes(plans, g.batch, covered);
-    if (!covered || plans.key != planKey(g))
+    if (!covered || plans.key != planKey(g) || plans.directions != kPlanBoth)
     {
         return invalid("run: cuFFT plans missing or stale (onShapeChange not called?)");
     }

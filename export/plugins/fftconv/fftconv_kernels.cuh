@@ -36,6 +36,10 @@ struct KernelResult
     bool ok() const noexcept { return status == KernelStatus::kOk; }
 };
 
+//! Whether g is a geometry the kernels can run (rank, positive sizes, crop window inside
+//! the transform, specCols consistent); every launch checks it first.
+bool geometrySane(Geometry const& g) noexcept;
+
 //! Human-readable description ("cuFFT error 5 in cufftExecR2C" ...), static storage.
 char const* kernelStatusName(KernelStatus s) noexcept;
 
@@ -45,25 +49,34 @@ enum class IoType : int32_t
     kFloat16 = 1,
 };
 
-//! R2C and C2R plans of one plugin instance, one pair per batch level k (batched over
-//! 2^k * C signals; see batchChunks() in fftconv_core.h). Made with cuFFT's auto-allocation
-//! off: they own no work area; run() hands them a slice of the caller's workspace.
+//! Which transforms a plan set holds: FFTConv needs both, RFFT2 only R2C, IRFFT2 only C2R.
+constexpr int32_t kPlanR2C = 1;
+constexpr int32_t kPlanC2R = 2;
+constexpr int32_t kPlanBoth = kPlanR2C | kPlanC2R;
+
+//! R2C and/or C2R plans of one plugin instance, one per direction and batch level k
+//! (batched over 2^k * C signals; see batchChunks() in fftconv_core.h). Made with cuFFT's
+//! auto-allocation off: they own no work area; run() hands them a slice of the caller's
+//! workspace. Only the directions in `directions` exist.
 struct FftPlans
 {
     cufftHandle r2c[kMaxPlanLevels]{};
     cufftHandle c2r[kMaxPlanLevels]{};
-    size_t workBytes[kMaxPlanLevels]{}; //!< max(R2C, C2R) work area of level k, from cufftMakePlanMany
+    size_t workBytes[kMaxPlanLevels]{}; //!< largest work area of level k's plans, from cufftMakePlanMany
     int32_t levels{0};                  //!< levels 0..levels-1 exist
+    int32_t directions{kPlanBoth};
     PlanKey key{};
 };
 
-//! Makes sure `plans` can run batch g.batch: if the plan key (FFT sizes, C) differs, every
-//! plan is destroyed first; then the missing levels 0..planLevels(g.batch)-1 are made.
+//! Makes sure `plans` can run batch g.batch: if the plan key (FFT sizes, C) or the
+//! directions differ, every plan is destroyed first; then the missing levels
+//! 0..planLevels(g.batch)-1 are made, for the requested directions only.
 //! Nothing is created when they exist already, so after the first call for a batch size
 //! (and for every smaller one) this makes no plan. Call outside enqueue: plan creation
 //! allocates (twiddles) and synchronises. `created` (optional) receives the number of
 //! cuFFT plans made by this call.
-KernelResult ensurePlans(Geometry const& g, FftPlans& plans, int32_t* created = nullptr) noexcept;
+KernelResult ensurePlans(
+    Geometry const& g, FftPlans& plans, int32_t* created = nullptr, int32_t directions = kPlanBoth) noexcept;
 
 //! Destroys the plans (safe on empty plans).
 void destroyPlans(FftPlans& plans) noexcept;
@@ -74,9 +87,10 @@ size_t plansWorkBytes(FftPlans const& plans, int64_t batch, bool& covered) noexc
 
 //! Work-area bytes of the R2C/C2R plans at levels 0..levels-1 for geometry g, without making
 //! plans (the larger of cufftGetSizeMany on a temporary handle with auto-allocation off and
-//! cufftEstimateMany): what getWorkspaceSize reserves. out[k] = max over R2C, C2R of level k.
+//! cufftEstimateMany): what getWorkspaceSize reserves. out[k] = max over the requested
+//! directions (R2C, C2R) of level k.
 //! onShapeChange later compares it with what cufftMakePlanMany reports for the real plans.
-KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out) noexcept;
+KernelResult queryWorkBytes(Geometry const& g, int32_t levels, int64_t* out, int32_t directions = kPlanBoth) noexcept;
 
 //! Number of cuFFT plans this process has made through ensurePlans (successful
 //! cufftMakePlanMany calls), for tests that assert "no re-planning".

@@ -1,5 +1,6 @@
 // hyena::FFTConv TensorRT glue: see fftconv_plugin.h.
 #include "fftconv_plugin.h"
+#include "spectral_plugin.h"
 
 #include <algorithm>
 #include <atomic>
@@ -23,220 +24,6 @@ namespace hyena
 {
 namespace fftconv
 {
-namespace
-{
-
-// ---- logging ------------------------------------------------------------------------------
-std::mutex gLoggerMutex;
-nvinfer1::ILoggerFinder* gLoggerFinder{nullptr};
-
-ILogger* pluginLogger() noexcept
-{
-    {
-        std::lock_guard<std::mutex> lock(gLoggerMutex);
-        if (gLoggerFinder != nullptr)
-        {
-            if (ILogger* l = gLoggerFinder->findLogger())
-            {
-                return l;
-            }
-        }
-    }
-    return ::getLogger(); // TensorRT's global logger (may be null)
-}
-
-void logMessage(ILogger::Severity sev, std::string const& msg) noexcept
-{
-    try
-    {
-        std::string const full = std::string("[hyena::FFTConv] ") + msg;
-        if (ILogger* l = pluginLogger())
-        {
-            l->log(sev, full.c_str());
-        }
-        else if (sev <= ILogger::Severity::kWARNING)
-        {
-            std::fprintf(stderr, "%s\n", full.c_str());
-        }
-    }
-    catch (...)
-    {
-    }
-}
-
-void reportTo(nvinfer1::IErrorRecorder* recorder, ErrorCode code, std::string const& msg) noexcept
-{
-    try
-    {
-        if (recorder != nullptr)
-        {
-            std::string const full = std::string("[hyena::FFTConv] ") + msg;
-            recorder->reportError(code, full.c_str());
-            return;
-        }
-    }
-    catch (...)
-    {
-    }
-    logMessage(ILogger::Severity::kERROR, msg);
-}
-
-ErrorCode toErrorCode(Status s) noexcept
-{
-    switch (s)
-    {
-    case Status::kOk: return ErrorCode::kSUCCESS;
-    case Status::kInvalidAttribute:
-    case Status::kInvalidShape: return ErrorCode::kINVALID_ARGUMENT;
-    case Status::kUnsupportedType: return ErrorCode::kUNSUPPORTED_STATE;
-    case Status::kCorruptBuffer: return ErrorCode::kINVALID_CONFIG;
-    case Status::kInternal: break;
-    }
-    return ErrorCode::kINTERNAL_ERROR;
-}
-
-// ---- conversions ----------------------------------------------------------------------------
-DType toDType(DataType t) noexcept
-{
-    switch (t)
-    {
-    case DataType::kFLOAT: return DType::kFloat32;
-    case DataType::kHALF: return DType::kFloat16;
-    default: return DType::kOther;
-    }
-}
-
-std::vector<int64_t> toVector(nvinfer1::Dims const& d)
-{
-    std::vector<int64_t> v;
-    for (int32_t i = 0; i < d.nbDims; ++i)
-    {
-        v.push_back(static_cast<int64_t>(d.d[i]));
-    }
-    return v;
-}
-
-TensorInfo toInfo(nvinfer1::Dims const& dims, DataType type)
-{
-    return TensorInfo{toVector(dims), toDType(type)};
-}
-
-std::string kernelMessage(KernelResult const& r)
-{
-    return std::string(kernelStatusName(r.status)) + " " + std::to_string(r.detail) + " in " + r.where;
-}
-
-// Pre-C++20 stand-in for try/catch around every entry point.
-template <typename F, typename R>
-R guarded(nvinfer1::IErrorRecorder* recorder, char const* where, R onError, F&& f) noexcept
-{
-    try
-    {
-        return f();
-    }
-    catch (std::bad_alloc const&)
-    {
-        reportTo(recorder, ErrorCode::kFAILED_ALLOCATION, std::string(where) + ": out of memory");
-    }
-    catch (std::exception const& e)
-    {
-        reportTo(recorder, ErrorCode::kINTERNAL_ERROR, std::string(where) + ": " + e.what());
-    }
-    catch (...)
-    {
-        reportTo(recorder, ErrorCode::kINTERNAL_ERROR, std::string(where) + ": unknown exception");
-    }
-    return onError;
-}
-
-} // namespace
-
-// ---- fields -> core -----------------------------------------------------------------------------
-Result fieldsToAttrMap(PluginFieldCollection const* fc, AttrMap& out)
-{
-    out.clear();
-    if (fc == nullptr)
-    {
-        return Result::error(Status::kInvalidAttribute, "null PluginFieldCollection");
-    }
-    if (fc->nbFields < 0 || (fc->nbFields > 0 && fc->fields == nullptr))
-    {
-        return Result::error(Status::kInvalidAttribute, "malformed PluginFieldCollection");
-    }
-    for (int32_t i = 0; i < fc->nbFields; ++i)
-    {
-        PluginField const& f = fc->fields[i];
-        if (f.name == nullptr)
-        {
-            continue;
-        }
-        std::string const name(f.name);
-        if (f.length < 0 || (f.length > 0 && f.data == nullptr))
-        {
-            return Result::error(Status::kInvalidAttribute, "field '" + name + "' has no data");
-        }
-        size_t const n = static_cast<size_t>(f.length);
-        if (name == kFieldState)
-        {
-            if (f.type != PluginFieldType::kINT8 && f.type != PluginFieldType::kUNKNOWN)
-            {
-                return Result::error(Status::kInvalidAttribute, "field '" + name + "' must be bytes (kINT8)");
-            }
-            auto const* p = static_cast<uint8_t const*>(f.data);
-            out[name] = AttrValue::makeBytes(std::vector<uint8_t>(p, p + n));
-            continue;
-        }
-        switch (f.type)
-        {
-        case PluginFieldType::kCHAR:
-        {
-            // The ONNX parser passes the string with its NUL (length = size + 1); stop at the first NUL.
-            auto const* p = static_cast<char const*>(f.data);
-            size_t len = 0;
-            while (len < n && p[len] != '\0')
-            {
-                ++len;
-            }
-            out[name] = AttrValue::makeString(std::string(p, len));
-            break;
-        }
-        case PluginFieldType::kINT32:
-        {
-            auto const* p = static_cast<int32_t const*>(f.data);
-            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
-            break;
-        }
-        case PluginFieldType::kINT64:
-        {
-            auto const* p = static_cast<int64_t const*>(f.data);
-            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
-            break;
-        }
-        case PluginFieldType::kINT16:
-        {
-            auto const* p = static_cast<int16_t const*>(f.data);
-            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
-            break;
-        }
-        case PluginFieldType::kINT8:
-        {
-            auto const* p = static_cast<int8_t const*>(f.data);
-            out[name] = AttrValue::makeInts(std::vector<int64_t>(p, p + n));
-            break;
-        }
-        default:
-            // Fields this op does not know (of any type) are ignored by the core; ours must
-            // be one of the types above, which parseAttributes then checks by kind.
-            if (name == kFieldMode || name == kFieldKernelSize || name == kFieldFftSize)
-            {
-                return Result::error(Status::kInvalidAttribute,
-                    "field '" + name + "' has unsupported type " + std::to_string(static_cast<int32_t>(f.type)));
-            }
-            break;
-        }
-    }
-    return Result::success();
-}
 
 // ---- FFTConvPlugin ---------------------------------------------------------------------------------
 FFTConvPlugin::FFTConvPlugin(Attributes attrs, std::string layerName)
@@ -254,7 +41,8 @@ void FFTConvPlugin::report(ErrorCode code, std::string const& msg) const noexcep
 {
     try
     {
-        reportTo(mRecorder, code, (mLayerName.empty() ? std::string() : "layer '" + mLayerName + "': ") + msg);
+        reportTo(mRecorder, code,
+            std::string(kPluginName) + (mLayerName.empty() ? ": " : " layer '" + mLayerName + "': ") + msg);
     }
     catch (...)
     {
@@ -463,31 +251,15 @@ size_t FFTConvPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* 
             return 0;
         }
         // Buffers for the largest batch + the cuFFT work area of every batch level up to it
-        // (cufftGetSizeMany / cufftEstimateMany, no plan made). What was asked for is remembered
-        // per level and serialised, so that the runtime can check what it may use.
-        int32_t const levels = planLevels(g.batch);
-        std::vector<int64_t> table(static_cast<size_t>(levels), 0);
-        if (levels > 0)
+        // (no plan made). What was asked for is remembered per level and serialised, so that
+        // the runtime can check what it may use.
+        std::string warning;
+        size_t const bytes = sizeWorkspace(g, kPlanBoth, mWorkTable, warning);
+        if (!warning.empty())
         {
-            KernelResult const k = queryWorkBytes(g, levels, table.data());
-            if (!k.ok())
-            {
-                std::fill(table.begin(), table.end(), 0);
-                report(ErrorCode::kINTERNAL_ERROR,
-                    "getWorkspaceSize: cannot size the cuFFT work area (" + kernelMessage(k)
-                        + "); reserving none, so the engine will refuse to run where cuFFT needs one");
-            }
+            report(ErrorCode::kINTERNAL_ERROR, "getWorkspaceSize: " + warning);
         }
-        if (mWorkTable.size() < table.size())
-        {
-            mWorkTable.resize(table.size(), 0);
-        }
-        for (size_t i = 0; i < table.size(); ++i)
-        {
-            mWorkTable[i] = std::max(mWorkTable[i], table[i]);
-        }
-        bool covered = false;
-        return workspaceLayout(g, workReserveFor(table, g.batch, covered)).totalBytes;
+        return bytes;
     });
 }
 
@@ -525,46 +297,16 @@ int32_t FFTConvPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32
             report(ErrorCode::kFAILED_INITIALIZATION, "cuFFT plan creation failed: " + kernelMessage(k));
             return -1;
         }
-        bool covered = false;
-        size_t const needWork = plansWorkBytes(mPlans, g.batch, covered);
-        size_t const need = workspaceLayout(g, needWork).totalBytes;
-        // What TensorRT provides: at least getWorkspaceSize of this shape (it asked for the
-        // profile's largest), i.e. the buffers plus the work bytes recorded per level.
-        size_t reserve = 0;
-        if (!mWorkTable.empty())
+        WorkspaceGrant const grant = grantWorkspace(g, mPlans, mWorkTable, kPlanBoth);
+        if (!grant.ok())
         {
-            reserve = workReserveFor(mWorkTable, g.batch, covered);
-            if (!covered)
-            {
-                return fail(Result::error(Status::kInvalidShape,
-                    "batch " + std::to_string(g.batch) + " is larger than any profile the workspace was sized for"));
-            }
-        }
-        else
-        {
-            // No record (engine from an older plugin, or a builder-side instance that was not
-            // sized): size it as getWorkspaceSize would for this shape.
-            std::vector<int64_t> table(static_cast<size_t>(planLevels(g.batch)), 0);
-            k = queryWorkBytes(g, static_cast<int32_t>(table.size()), table.data());
-            if (!k.ok())
-            {
-                report(ErrorCode::kFAILED_INITIALIZATION, "cannot size the cuFFT work area: " + kernelMessage(k));
-                return -1;
-            }
-            reserve = workReserveFor(table, g.batch, covered);
-        }
-        size_t const granted = workspaceLayout(g, reserve).totalBytes;
-        if (need > granted)
-        {
-            return fail(Result::error(Status::kInternal,
-                "cuFFT needs a " + std::to_string(needWork) + "-byte work area for batch " + std::to_string(g.batch)
-                    + " but the engine's workspace holds " + std::to_string(reserve)
-                    + " (engine built with another cuFFT or GPU? rebuild it)"));
+            report(grant.code, grant.message);
+            return -1;
         }
         mGeom = g;
         std::copy(x.dims.begin(), x.dims.end(), mXDims);
         mIo = in[kInputX].type == DataType::kHALF ? IoType::kFloat16 : IoType::kFloat32;
-        mGrantedBytes = granted;
+        mGrantedBytes = grant.bytes;
         mGeomValid = true;
         return 0;
     });
@@ -664,6 +406,8 @@ FFTConvPluginCreator::FFTConvPluginCreator()
     mFieldNames.emplace_back(kFieldMode, nullptr, PluginFieldType::kCHAR, 0);
     mFieldNames.emplace_back(kFieldKernelSize, nullptr, PluginFieldType::kINT32, 0);
     mFieldNames.emplace_back(kFieldFftSize, nullptr, PluginFieldType::kINT32, 0);
+    // Checked against fft_size in 2d_circular; ignored by the linear modes.
+    mFieldNames.emplace_back(kFieldSpatialSize, nullptr, PluginFieldType::kINT32, 0);
     mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
     mFieldCollection.fields = mFieldNames.data();
 }
@@ -735,15 +479,16 @@ nvinfer1::IPluginV3* FFTConvPluginCreator::createPlugin(
 
 // ---- registration ------------------------------------------------------------------------------------------
 //
-// Two ways in, one creator object:
+// The library holds three creators (hyena::FFTConv, hyena::RFFT2, hyena::IRFFT2, version 1).
+// Two ways in, one object per creator:
 //  1. dlopen (Triton's TensorRT backend, LD_PRELOAD, ctypes.CDLL): the static registrar
-//     below registers the creator with the global registry under namespace "hyena".
+//     below registers every creator with the global registry under namespace "hyena".
 //  2. IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, setPluginsToSerialize):
 //     TensorRT dlopens the library -- which runs (1) first -- then calls getCreators() and
 //     registers every creator returned; per NvInferRuntimeCommon.h, loadLibrary "will fail
 //     and return nullptr if any of the plugins are already registered". So getCreators()
-//     deregisters the creator that (1) registered and hands it over: afterwards exactly one
-//     registration exists, owned by loadLibrary (deregisterLibrary removes it cleanly).
+//     deregisters the creators that (1) registered and hands them over: afterwards exactly
+//     one registration of each exists, owned by loadLibrary (deregisterLibrary removes them).
 //     getCreators() is meant for loadLibrary only: a caller that merely lists creators
 //     must register them itself.
 //  HYENA_FFTCONV_NO_STATIC_REGISTRATION=1 skips (1), for hosts that only use loadLibrary.
@@ -752,18 +497,45 @@ nvinfer1::IPluginV3* FFTConvPluginCreator::createPlugin(
 namespace
 {
 
-hyena::fftconv::FFTConvPluginCreator& creatorInstance()
+constexpr int32_t kNbCreators = 3;
+
+nvinfer1::IPluginCreatorInterface* const* creatorList()
 {
-    static hyena::fftconv::FFTConvPluginCreator creator;
-    return creator;
+    static hyena::fftconv::FFTConvPluginCreator fftconv;
+    static hyena::fftconv::SpectralPluginCreator rfft2(hyena::fftconv::Direction::kForward);
+    static hyena::fftconv::SpectralPluginCreator irfft2(hyena::fftconv::Direction::kInverse);
+    static nvinfer1::IPluginCreatorInterface* const kCreators[kNbCreators] = {&fftconv, &rfft2, &irfft2};
+    return kCreators;
 }
 
-std::atomic<bool> gStaticallyRegistered{false};
+char const* creatorName(nvinfer1::IPluginCreatorInterface* c) noexcept
+{
+    return static_cast<nvinfer1::IPluginCreatorV3One*>(c)->getPluginName();
+}
+
+//! Which creators the static registrar registered (and so must deregister).
+std::atomic<bool> gStaticallyRegistered[kNbCreators]{};
 
 bool staticRegistrationDisabled() noexcept
 {
     char const* v = std::getenv("HYENA_FFTCONV_NO_STATIC_REGISTRATION");
     return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+}
+
+void deregisterStatic() noexcept
+{
+    nvinfer1::IPluginRegistry* registry = nullptr;
+    for (int32_t i = 0; i < kNbCreators; ++i)
+    {
+        if (gStaticallyRegistered[i].exchange(false))
+        {
+            registry = registry != nullptr ? registry : getPluginRegistry();
+            if (registry != nullptr)
+            {
+                registry->deregisterCreator(*creatorList()[i]);
+            }
+        }
+    }
 }
 
 struct StaticRegistrar
@@ -782,16 +554,20 @@ struct StaticRegistrar
                 hyena::fftconv::logMessage(nvinfer1::ILogger::Severity::kERROR, "no TensorRT plugin registry");
                 return;
             }
-            if (registry->registerCreator(creatorInstance(), hyena::fftconv::kPluginNamespace))
+            for (int32_t i = 0; i < kNbCreators; ++i)
             {
-                gStaticallyRegistered.store(true);
-                hyena::fftconv::logMessage(
-                    nvinfer1::ILogger::Severity::kVERBOSE, "registered creator hyena::FFTConv version 1");
-            }
-            else
-            {
-                hyena::fftconv::logMessage(nvinfer1::ILogger::Severity::kWARNING,
-                    "could not register creator hyena::FFTConv version 1 (already registered?)");
+                nvinfer1::IPluginCreatorInterface* c = creatorList()[i];
+                std::string const id = std::string("hyena::") + creatorName(c) + " version 1";
+                if (registry->registerCreator(*c, hyena::fftconv::kPluginNamespace))
+                {
+                    gStaticallyRegistered[i].store(true);
+                    hyena::fftconv::logMessage(nvinfer1::ILogger::Severity::kVERBOSE, "registered creator " + id);
+                }
+                else
+                {
+                    hyena::fftconv::logMessage(nvinfer1::ILogger::Severity::kWARNING,
+                        "could not register creator " + id + " (already registered?)");
+                }
             }
         }
         catch (...)
@@ -801,19 +577,7 @@ struct StaticRegistrar
 
     ~StaticRegistrar()
     {
-        try
-        {
-            if (gStaticallyRegistered.exchange(false))
-            {
-                if (nvinfer1::IPluginRegistry* registry = getPluginRegistry())
-                {
-                    registry->deregisterCreator(creatorInstance());
-                }
-            }
-        }
-        catch (...)
-        {
-        }
+        deregisterStatic();
     }
 };
 
@@ -825,16 +589,9 @@ extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCrea
 {
     try
     {
-        if (gStaticallyRegistered.exchange(false))
-        {
-            if (nvinfer1::IPluginRegistry* registry = getPluginRegistry())
-            {
-                registry->deregisterCreator(creatorInstance());
-            }
-        }
-        static nvinfer1::IPluginCreatorInterface* const kCreators[] = {&creatorInstance()};
-        nbCreators = 1;
-        return kCreators;
+        deregisterStatic();
+        nbCreators = kNbCreators;
+        return creatorList();
     }
     catch (...)
     {
@@ -845,11 +602,7 @@ extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCrea
 
 extern "C" void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
 {
-    std::lock_guard<std::mutex> lock(hyena::fftconv::gLoggerMutex);
-    if (finder != nullptr)
-    {
-        hyena::fftconv::gLoggerFinder = finder;
-    }
+    hyena::fftconv::setLoggerFinderInstance(finder);
 }
 
 extern "C" int64_t hyena_fftconv_cufft_plans_created()

@@ -17,6 +17,7 @@
 
 #include "fftconv_core.h"
 #include "fftconv_kernels.cuh"
+#include "plugin_common.h"
 
 #include <NvInferRuntime.h>
 
@@ -137,9 +138,6 @@ private:
     std::vector<nvinfer1::PluginField> mFieldNames;
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };
-
-//! Converts TensorRT plugin fields to the core's name -> value map.
-Result fieldsToAttrMap(nvinfer1::PluginFieldCollection const* fc, AttrMap& out);
 
 } // namespace fftconv
 } // namespace hyena

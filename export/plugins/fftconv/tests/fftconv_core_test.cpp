@@ -6,8 +6,10 @@
 // direct convolution from the op's definition, for both modes.
 #include "fftconv_core.h"
 #include "fftconv_reference.h"
+#include "spectral_core.h"
 #include "test_check.h"
 
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstdio>
@@ -49,6 +51,15 @@ Attributes attrs1d(int k, int n)
     a.mode = Mode::k1DBidir;
     a.kernelSize = {k};
     a.fftSize = {n};
+    return a;
+}
+
+Attributes attrsCircular(int h, int w)
+{
+    Attributes a;
+    a.mode = Mode::k2DCircular;
+    a.kernelSize = {h, w};
+    a.fftSize = {h, w};
     return a;
 }
 
@@ -362,7 +373,8 @@ void testIndexHelpers32And64()
 
 void testSerialisation()
 {
-    for (Attributes const& a : {attrs2d(111, 111, 112, 112), attrs2d(13, 27, 14, 54), attrs1d(6271, 6272)})
+    for (Attributes const& a :
+        {attrs2d(111, 111, 112, 112), attrs2d(13, 27, 14, 54), attrs1d(6271, 6272), attrsCircular(7, 5)})
     {
         std::vector<uint8_t> const blob = serializeAttributes(a);
         Attributes back;
@@ -495,6 +507,296 @@ void testPipeline1d(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kLen)
     }
 }
 
+
+// ---- 2d_circular ------------------------------------------------------------------------
+void testCircularMode()
+{
+    Mode m{};
+    CHECK_STATUS(parseMode("2d_circular", m), Status::kOk);
+    CHECK(m == Mode::k2DCircular && std::string(modeName(m)) == "2d_circular" && modeRank(m) == 2);
+    CHECK_STATUS(validateAttributes(attrsCircular(56, 56)), Status::kOk);
+    CHECK_STATUS(validateAttributes(attrsCircular(7, 5)), Status::kOk);
+    Attributes bad = attrsCircular(14, 14);
+    bad.kernelSize = {13, 13}; // a smaller filter is not the circular contract
+    CHECK_STATUS(validateAttributes(bad), Status::kInvalidAttribute);
+    bad = attrsCircular(14, 14);
+    bad.fftSize = {28, 28};
+    bad.kernelSize = {28, 28};
+    CHECK_STATUS(validateAttributes(bad), Status::kOk); // fft == kernel: valid on its own ...
+    TensorInfo const x14{{2, 320, 14, 14}, DType::kFloat32};
+    TensorInfo const d320{{320}, DType::kFloat32};
+    // ... but X must then be 28x28: the map is the transform.
+    CHECK_STATUS(checkInputs(bad, x14, TensorInfo{{320, 28, 15, 2}, DType::kFloat32}, d320), Status::kInvalidShape);
+
+    // Fields as the ONNX node carries them, spatial_size included (it must equal fft_size).
+    AttrMap f;
+    f[kFieldMode] = AttrValue::makeString("2d_circular");
+    f[kFieldKernelSize] = AttrValue::makeInts({14, 14});
+    f[kFieldFftSize] = AttrValue::makeInts({14, 14});
+    f[kFieldSpatialSize] = AttrValue::makeInts({14, 14});
+    Attributes a;
+    CHECK_STATUS(parseAttributes(f, a), Status::kOk);
+    CHECK(a == attrsCircular(14, 14));
+    AttrMap other = f;
+    other[kFieldSpatialSize] = AttrValue::makeInts({14, 13});
+    CHECK_STATUS(parseAttributes(other, a), Status::kInvalidAttribute);
+    other[kFieldSpatialSize] = AttrValue::makeString("14");
+    CHECK_STATUS(parseAttributes(other, a), Status::kInvalidAttribute);
+    AttrMap noSpatial = f;
+    noSpatial.erase(kFieldSpatialSize);
+    CHECK_STATUS(parseAttributes(noSpatial, a), Status::kOk); // optional
+    // A linear mode ignores spatial_size (its map size comes from X).
+    AttrMap linear;
+    linear[kFieldMode] = AttrValue::makeString("2d");
+    linear[kFieldKernelSize] = AttrValue::makeInts({13, 13});
+    linear[kFieldFftSize] = AttrValue::makeInts({14, 14});
+    linear[kFieldSpatialSize] = AttrValue::makeInts({7, 7});
+    CHECK_STATUS(parseAttributes(linear, a), Status::kOk);
+    // The state blob of a circular plugin, alone and with a disagreeing spatial_size.
+    AttrMap blob;
+    blob[kFieldState] = AttrValue::makeBytes(serializeAttributes(attrsCircular(14, 14)));
+    CHECK_STATUS(parseAttributes(blob, a), Status::kOk);
+    CHECK(a == attrsCircular(14, 14));
+    blob[kFieldSpatialSize] = AttrValue::makeInts({7, 7});
+    CHECK_STATUS(parseAttributes(blob, a), Status::kInvalidAttribute);
+
+    // Inputs: Kf is the map-size half spectrum; X must be exactly the map.
+    Attributes const c = attrsCircular(14, 14);
+    TensorInfo const kf{{320, 14, 8, 2}, DType::kFloat32};
+    CHECK(expectedKfShape(c, 320) == (std::vector<int64_t>{320, 14, 8, 2}));
+    CHECK_STATUS(checkInputs(c, x14, kf, d320), Status::kOk);
+    CHECK_STATUS(checkInputs(c, TensorInfo{{-1, 320, -1, 14}, DType::kFloat16}, kf, d320), Status::kOk);
+    CHECK_STATUS(checkInputs(c, TensorInfo{{2, 320, 13, 14}, DType::kFloat32}, kf, d320), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(c, TensorInfo{{2, 320, 14, 7}, DType::kFloat32}, kf, d320), Status::kInvalidShape);
+    CHECK_STATUS(checkInputs(c, x14, TensorInfo{{320, 28, 15, 2}, DType::kFloat32}, d320), Status::kInvalidShape);
+
+    // Geometry: crop start 0 (k//2 in the linear modes), fft = map, same plan key rule.
+    int64_t const xd[4] = {2, 320, 14, 14};
+    Geometry g{};
+    CHECK_STATUS(planGeometry(c, xd, g), Status::kOk);
+    CHECK(g.rank == 2 && g.rows == 14 && g.cols == 14 && g.fftRows == 14 && g.fftCols == 14 && g.specCols == 8);
+    CHECK(g.cropRow == 0 && g.cropCol == 0 && std::fabs(g.scale - 1.0f / 196.0f) < 1e-12f);
+    CHECK(workspaceLayout(g).realBytes == size_t{640} * 196 * 4);
+    int64_t const xOdd[4] = {1, 3, 7, 5};
+    CHECK_STATUS(planGeometry(attrsCircular(7, 5), xOdd, g), Status::kOk);
+    CHECK(g.specCols == 3 && g.cropRow == 0 && g.cropCol == 0);
+    // The pad kernel is a copy and the crop an identity here.
+    bool identity = true;
+    for (int64_t i = 0; i < g.signals() * g.realPerSignal(); ++i)
+    {
+        int64_t src = -1;
+        identity = identity && padSourceIndex(g, i, src) && src == i && cropSourceIndex(g, i) == i;
+    }
+    CHECK(identity);
+}
+
+void testPipelineCircular(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    std::mt19937 rng(4321);
+    std::normal_distribution<float> nd;
+    Attributes const a = attrsCircular(static_cast<int32_t>(h), static_cast<int32_t>(w));
+    int64_t const xd[4] = {n, c, h, w};
+    Geometry g{};
+    CHECK_STATUS(planGeometry(a, xd, g), Status::kOk);
+    std::vector<float> x(static_cast<size_t>(n * c * h * w)), k(static_cast<size_t>(c * h * w)), d(c);
+    for (auto* v : {&x, &k, &d})
+    {
+        for (auto& e : *v)
+        {
+            e = nd(rng);
+        }
+    }
+    // Kf: the unpadded rfft2 of the map-size filter (zero padding to (h, w) is no padding).
+    std::vector<float> const kf = makeKf(k, c, h, w, h, w);
+    std::vector<double> const got = emulatePipeline(g, x, kf, d);
+    std::vector<double> want(got.size());
+    for (int64_t s = 0; s < n * c; ++s)
+    {
+        int64_t const ch = s % c;
+        fftconv_ref::directCircularConv2d(&x[static_cast<size_t>(s * h * w)], &k[static_cast<size_t>(ch * h * w)],
+            d[ch], h, w, &want[static_cast<size_t>(s * h * w)]);
+    }
+    double const err = maxRelError(got, want);
+    ++gChecks;
+    if (!(err < 1e-5))
+    {
+        ++gFailures;
+        std::fprintf(stderr, "2d_circular pipeline n=%lld c=%lld h=%lld w=%lld: rel err %g\n",
+            static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(h),
+            static_cast<long long>(w), err);
+    }
+}
+
+// ---- RFFT2 / IRFFT2 ----------------------------------------------------------------------------
+SpectralAttributes spectral(int h, int w)
+{
+    SpectralAttributes a;
+    a.height = h;
+    a.width = w;
+    return a;
+}
+
+void testSpectralCore()
+{
+    CHECK(std::string(directionPluginName(Direction::kForward)) == "RFFT2");
+    CHECK(std::string(directionPluginName(Direction::kInverse)) == "IRFFT2");
+    AttrMap f;
+    f[kFieldSpatialSize] = AttrValue::makeInts({14, 7});
+    f["plugin_namespace"] = AttrValue::makeString("hyena"); // ignored
+    SpectralAttributes a;
+    CHECK_STATUS(parseSpectralAttributes(f, a), Status::kOk);
+    CHECK(a == spectral(14, 7) && a.specCols() == 4);
+    CHECK_STATUS(parseSpectralAttributes(AttrMap{}, a), Status::kInvalidAttribute);
+    AttrMap bad = f;
+    bad[kFieldSpatialSize] = AttrValue::makeInts({14});
+    CHECK_STATUS(parseSpectralAttributes(bad, a), Status::kInvalidAttribute);
+    bad[kFieldSpatialSize] = AttrValue::makeInts({14, 0});
+    CHECK_STATUS(parseSpectralAttributes(bad, a), Status::kInvalidAttribute);
+    bad[kFieldSpatialSize] = AttrValue::makeInts({int64_t{1} << 40, 7});
+    CHECK_STATUS(parseSpectralAttributes(bad, a), Status::kInvalidAttribute);
+    bad[kFieldSpatialSize] = AttrValue::makeInts({1 << 16, 1 << 16}); // volume > int32
+    CHECK_STATUS(parseSpectralAttributes(bad, a), Status::kInvalidAttribute);
+    bad[kFieldSpatialSize] = AttrValue::makeString("14,7");
+    CHECK_STATUS(parseSpectralAttributes(bad, a), Status::kInvalidAttribute);
+
+    // Inputs: RFFT2 takes (N, C, H, W), IRFFT2 (N, 2C, H, W/2+1); -1 dims pass.
+    SpectralAttributes const s = spectral(14, 7);
+    CHECK_STATUS(checkSpectralInput(Direction::kForward, s, TensorInfo{{2, 320, 14, 7}, DType::kFloat32}), Status::kOk);
+    CHECK_STATUS(checkSpectralInput(Direction::kForward, s, TensorInfo{{-1, 3, 14, 7}, DType::kFloat16}), Status::kOk);
+    CHECK_STATUS(checkSpectralInput(Direction::kForward, s, TensorInfo{{2, 3, 14, 4}, DType::kFloat32}),
+        Status::kInvalidShape);
+    CHECK_STATUS(checkSpectralInput(Direction::kForward, s, TensorInfo{{2, 3, 7, 7}, DType::kFloat32}),
+        Status::kInvalidShape);
+    CHECK_STATUS(checkSpectralInput(Direction::kForward, s, TensorInfo{{2, 3, 14, 7}, DType::kOther}),
+        Status::kUnsupportedType);
+    CHECK_STATUS(checkSpectralInput(Direction::kForward, s, TensorInfo{{2, 14, 7}, DType::kFloat32}),
+        Status::kInvalidShape);
+    CHECK_STATUS(checkSpectralInput(Direction::kInverse, s, TensorInfo{{2, 6, 14, 4}, DType::kFloat32}), Status::kOk);
+    CHECK_STATUS(checkSpectralInput(Direction::kInverse, s, TensorInfo{{2, -1, 14, 4}, DType::kFloat32}), Status::kOk);
+    CHECK_STATUS(checkSpectralInput(Direction::kInverse, s, TensorInfo{{2, 5, 14, 4}, DType::kFloat32}),
+        Status::kInvalidShape); // odd: no planar halves
+    CHECK_STATUS(checkSpectralInput(Direction::kInverse, s, TensorInfo{{2, 6, 14, 7}, DType::kFloat32}),
+        Status::kInvalidShape); // W given instead of W/2+1
+    // W = 6 and W = 7 share W/2+1 = 4: only spatial_size tells IRFFT2 which one to make.
+    std::vector<int64_t> out;
+    CHECK_STATUS(spectralOutputShape(Direction::kForward, s, {-1, 320, 14, 7}, out), Status::kOk);
+    CHECK(out == (std::vector<int64_t>{-1, 640, 14, 4}));
+    CHECK_STATUS(spectralOutputShape(Direction::kInverse, s, {8, 640, 14, 4}, out), Status::kOk);
+    CHECK(out == (std::vector<int64_t>{8, 320, 14, 7}));
+    CHECK_STATUS(spectralOutputShape(Direction::kInverse, spectral(14, 6), {8, 640, 14, 4}, out), Status::kOk);
+    CHECK(out == (std::vector<int64_t>{8, 320, 14, 6}));
+    CHECK_STATUS(spectralOutputShape(Direction::kInverse, s, {8, -1, 14, 4}, out), Status::kOk);
+    CHECK(out[1] == -1);
+    CHECK_STATUS(spectralOutputShape(Direction::kForward, s, {8, 14, 4}, out), Status::kInvalidShape);
+
+    // Geometry: an FFTConv geometry with transform = map, no crop, ortho scale; channels are
+    // the complex signals per image (C, not 2C, for IRFFT2).
+    int64_t const xf[4] = {3, 320, 14, 7};
+    Geometry g{};
+    CHECK_STATUS(planSpectralGeometry(Direction::kForward, s, xf, g), Status::kOk);
+    CHECK(g.rank == 2 && g.batch == 3 && g.channels == 320 && g.rows == 14 && g.cols == 7 && g.fftRows == 14
+        && g.fftCols == 7 && g.specCols == 4 && g.cropRow == 0 && g.cropCol == 0);
+    CHECK(std::fabs(g.scale - static_cast<float>(1.0 / std::sqrt(98.0))) < 1e-9f);
+    int64_t const xi[4] = {3, 640, 14, 4};
+    Geometry gi{};
+    CHECK_STATUS(planSpectralGeometry(Direction::kInverse, s, xi, gi), Status::kOk);
+    CHECK(gi.channels == 320 && planKey(gi) == planKey(g));
+    // Workspace: [fp32 planes | interleaved spectra | cuFFT work], as FFTConv's.
+    WorkspaceLayout const w = workspaceLayout(g, 1000);
+    CHECK(w.realBytes == size_t{960} * 98 * 4 && w.complexBytes == size_t{960} * 14 * 4 * 8);
+    CHECK(w.workOffset == w.realBytes + w.complexBytes && w.workBytes == 1024);
+    int64_t const xBad[4] = {3, 641, 14, 4};
+    CHECK_STATUS(planSpectralGeometry(Direction::kInverse, s, xBad, gi), Status::kInvalidShape);
+    int64_t const xNeg[4] = {-1, 320, 14, 7};
+    CHECK_STATUS(planSpectralGeometry(Direction::kForward, s, xNeg, gi), Status::kInvalidShape);
+    int64_t const xEmpty[4] = {0, 320, 14, 7};
+    CHECK_STATUS(planSpectralGeometry(Direction::kForward, s, xEmpty, gi), Status::kOk);
+    CHECK(gi.signals() == 0 && workspaceLayout(gi, 4096).totalBytes == 0);
+
+    // Index helpers: unpack/pack are inverse permutations of the planar <-> interleaved
+    // layouts, and 32/64-bit index math agree.
+    int64_t const xs[4] = {2, 3, 5, 6};
+    CHECK_STATUS(planSpectralGeometry(Direction::kForward, spectral(5, 6), xs, g), Status::kOk);
+    std::vector<int> hits(static_cast<size_t>(g.signals() * 2 * g.complexPerSignal()), 0);
+    bool same = true;
+    for (int64_t o = 0; o < static_cast<int64_t>(hits.size()); ++o)
+    {
+        bool imag = false;
+        bool imag32 = false;
+        int64_t const sIdx = planarToSpectrum(g, o, imag);
+        same = same && planarToSpectrum(g, static_cast<int32_t>(o), imag32) == sIdx && imag32 == imag;
+        int64_t re = 0;
+        int64_t im = 0;
+        spectrumToPlanar(g, sIdx, re, im);
+        same = same && (imag ? im : re) == o;
+        hits[static_cast<size_t>(2 * sIdx + (imag ? 1 : 0))]++;
+    }
+    CHECK(same && std::all_of(hits.begin(), hits.end(), [](int v) { return v == 1; }));
+    // Real columns: DC always, Nyquist for even W; the mirror row stays in its signal/column.
+    bool cols = true;
+    for (int64_t i = 0; i < g.signals() * g.complexPerSignal(); ++i)
+    {
+        int64_t const col = i % g.specCols;
+        int64_t const row = (i / g.specCols) % g.fftRows;
+        cols = cols && isRealColumn(g, i) == (col == 0 || col == 3);
+        int64_t const j = i + mirrorRowOffset(g, i);
+        cols = cols && j / g.complexPerSignal() == i / g.complexPerSignal() && j % g.specCols == col
+            && (j / g.specCols) % g.fftRows == (g.fftRows - row) % g.fftRows
+            && mirrorRowOffset(g, static_cast<int32_t>(i)) == mirrorRowOffset(g, i);
+    }
+    CHECK(cols);
+    int64_t const xo[4] = {1, 1, 4, 7};
+    CHECK_STATUS(planSpectralGeometry(Direction::kForward, spectral(4, 7), xo, g), Status::kOk);
+    CHECK(isRealColumn(g, int64_t{0}) && !isRealColumn(g, int64_t{3}) && isRealColumn(g, int64_t{4})); // odd W: no Nyquist
+}
+
+void reportError(char const* what, int64_t n, int64_t c, int64_t h, int64_t w, double err, double tol)
+{
+    ++gChecks;
+    if (!(err < tol))
+    {
+        ++gFailures;
+        std::fprintf(stderr, "%s n=%lld c=%lld h=%lld w=%lld: rel err %g (tol %g)\n", what, static_cast<long long>(n),
+            static_cast<long long>(c), static_cast<long long>(h), static_cast<long long>(w), err, tol);
+    }
+}
+
+// The kernel pipelines (emulated with the index helpers and a naive DFT) against the DFT
+// sums; IRFFT2 on a random, non-Hermitian planar input, so the DC/Nyquist handling counts.
+void testSpectralPipelines(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    std::mt19937 rng(static_cast<unsigned>(7 * h + w));
+    std::normal_distribution<float> nd;
+    SpectralAttributes const a = spectral(static_cast<int>(h), static_cast<int>(w));
+    int64_t const xf[4] = {n, c, h, w};
+    Geometry g{};
+    CHECK_STATUS(planSpectralGeometry(Direction::kForward, a, xf, g), Status::kOk);
+    std::vector<float> x(static_cast<size_t>(n * c * h * w));
+    for (auto& e : x)
+    {
+        e = nd(rng);
+    }
+    std::vector<double> const spec = fftconv_ref::emulateRfft2(g, x);
+    reportError("RFFT2 emulation vs DFT", n, c, h, w, maxRelError(spec, fftconv_ref::referenceRfft2(x, n, c, h, w)), 1e-6);
+
+    int64_t const xi[4] = {n, 2 * c, h, a.specCols()};
+    Geometry gi{};
+    CHECK_STATUS(planSpectralGeometry(Direction::kInverse, a, xi, gi), Status::kOk);
+    std::vector<float> p(static_cast<size_t>(n * 2 * c * h * a.specCols()));
+    for (auto& e : p)
+    {
+        e = nd(rng);
+    }
+    reportError("IRFFT2 emulation vs DFT (non-Hermitian input)", n, c, h, w,
+        maxRelError(fftconv_ref::emulateIrfft2(gi, p), fftconv_ref::referenceIrfft2(p, n, c, h, w)), 1e-6);
+
+    // Round trip: IRFFT2(RFFT2(x)) == x (ortho in both directions).
+    std::vector<float> specF(spec.begin(), spec.end());
+    std::vector<double> const back = fftconv_ref::emulateIrfft2(gi, specF);
+    std::vector<double> const xd(x.begin(), x.end());
+    reportError("IRFFT2(RFFT2(x)) vs x", n, c, h, w, maxRelError(back, xd), 1e-5);
+}
+
 } // namespace
 
 int main()
@@ -514,6 +816,20 @@ int main()
     testPipeline1d(2, 3, 3, 3, 17);
     testPipeline1d(1, 2, 2, 5, 7);
     testPipeline1d(1, 1, 3, 4, 6);
+    testCircularMode();
+    // 2d_circular: square and non-square, odd and even sizes, a 1-row map.
+    testPipelineCircular(2, 3, 7, 7);
+    testPipelineCircular(1, 2, 6, 4);
+    testPipelineCircular(2, 1, 5, 8);
+    testPipelineCircular(1, 2, 1, 6);
+    testSpectralCore();
+    // RFFT2/IRFFT2: even and odd W and H, 1-row and 1-column maps.
+    testSpectralPipelines(2, 3, 4, 6);
+    testSpectralPipelines(1, 2, 5, 7);
+    testSpectralPipelines(2, 1, 3, 8);
+    testSpectralPipelines(1, 2, 6, 5);
+    testSpectralPipelines(1, 1, 1, 6);
+    testSpectralPipelines(1, 2, 4, 1);
     if (gFailures != 0)
     {
         std::fprintf(stderr, "fftconv_core_test: %d of %d checks FAILED\n", gFailures, gChecks);

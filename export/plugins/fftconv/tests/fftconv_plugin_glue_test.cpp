@@ -2,7 +2,8 @@
 //
 // It provides its own getPluginRegistry()/getLogger() (a mock registry that, like
 // TensorRT's, refuses a second registration of the same creator), links the plugin
-// objects into one executable and checks: static registration at load, the getCreators()
+// objects into one executable and checks, for FFTConv (modes 2d and 2d_circular) and for
+// RFFT2 / IRFFT2: static registration at load of all three creators, the getCreators()
 // hand-over for loadLibrary, createPlugin from parser-style fields, the build interface
 // (types, formats, configure, workspace incl. the cuFFT work table), field serialisation
 // round trip and rejection of corrupt state, clone/attachToContext (state copied), and
@@ -10,6 +11,7 @@
 // cleanly (error reported, no throw, no crash) on a host without a GPU.
 // Never link this with the real libnvinfer (it defines TensorRT's registry symbols).
 #include "fftconv_plugin.h"
+#include "spectral_plugin.h"
 #include "test_check.h"
 
 #include <algorithm>
@@ -198,6 +200,242 @@ DynamicPluginTensorDesc tensor(std::vector<int64_t> const& dims, DataType type, 
     return t;
 }
 
+// FFTConv in mode 2d_circular (GFNet S18 stage 3: 320 x 14 x 14): parser fields incl.
+// spatial_size, configure, workspace, serialisation round trip.
+void checkCircular(IPluginCreatorV3One* creator)
+{
+    char const mode[] = "2d_circular";
+    int32_t const ks[2] = {14, 14};
+    int32_t const sp[2] = {14, 14};
+    std::vector<PluginField> fields{PluginField{"mode", mode, PluginFieldType::kCHAR, sizeof(mode)},
+        PluginField{"kernel_size", ks, PluginFieldType::kINT32, 2}, PluginField{"fft_size", ks, PluginFieldType::kINT32, 2},
+        PluginField{"spatial_size", sp, PluginFieldType::kINT32, 2}};
+    PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
+    IPluginV3* p = creator->createPlugin("gf_stage3", &fc, TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    if (p == nullptr)
+    {
+        return;
+    }
+    auto* plugin = static_cast<FFTConvPlugin*>(p);
+    CHECK(plugin->attributes().mode == Mode::k2DCircular && plugin->attributes().fftSize == (std::vector<int32_t>{14, 14}));
+    // spatial_size disagreeing with fft_size, a filter smaller than the map, or a spatial_size
+    // of the wrong type: refused.
+    int32_t const other[2] = {14, 13};
+    std::vector<PluginField> bad = fields;
+    bad[3] = PluginField{"spatial_size", other, PluginFieldType::kINT32, 2};
+    PluginFieldCollection badFc{4, bad.data()};
+    CHECK(creator->createPlugin("bad", &badFc, TensorRTPhase::kBUILD) == nullptr);
+    int32_t const small[2] = {13, 13};
+    bad = fields;
+    bad[1] = PluginField{"kernel_size", small, PluginFieldType::kINT32, 2};
+    CHECK(creator->createPlugin("bad", &badFc, TensorRTPhase::kBUILD) == nullptr);
+    float const notInts[2] = {14.0f, 14.0f};
+    bad = fields;
+    bad[3] = PluginField{"spatial_size", notInts, PluginFieldType::kFLOAT32, 2};
+    CHECK(creator->createPlugin("bad", &badFc, TensorRTPhase::kBUILD) == nullptr);
+
+    auto* build = static_cast<IPluginV3OneBuild*>(p->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    auto* rt = static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    std::vector<DynamicPluginTensorDesc> io{tensor({-1, 320, 14, 14}, DataType::kHALF, {8, 320, 14, 14}),
+        tensor({320, 14, 8, 2}, DataType::kFLOAT), tensor({320}, DataType::kFLOAT),
+        tensor({-1, 320, 14, 14}, DataType::kHALF, {8, 320, 14, 14})};
+    CHECK(build->configurePlugin(io.data(), 3, io.data() + 3, 1) == 0);
+    size_t const buffers = size_t{8} * 320 * 14 * 14 * 4 + size_t{8} * 320 * 14 * 8 * 8; // no padding
+    size_t const ws = build->getWorkspaceSize(io.data(), 3, io.data() + 3, 1);
+    CHECK(ws >= buffers && (ws - buffers) % kWorkspaceAlignment == 0 && plugin->workTable().size() == 4);
+    std::vector<DynamicPluginTensorDesc> badIo = io;
+    badIo[0] = tensor({-1, 320, 28, 28}, DataType::kHALF, {8, 320, 28, 28}); // another map
+    CHECK(build->configurePlugin(badIo.data(), 3, badIo.data() + 3, 1) != 0);
+    badIo = io;
+    badIo[1] = tensor({320, 28, 15, 2}, DataType::kFLOAT); // a padded (linear-mode) spectrum
+    CHECK(build->configurePlugin(badIo.data(), 3, badIo.data() + 3, 1) != 0);
+
+    PluginFieldCollection const* ser = rt->getFieldsToSerialize();
+    CHECK(ser != nullptr && std::string(static_cast<char const*>(ser->fields[0].data)) == "2d_circular");
+    IPluginV3* restored = creator->createPlugin("gf_stage3", ser, TensorRTPhase::kRUNTIME);
+    CHECK(restored != nullptr);
+    if (restored != nullptr)
+    {
+        CHECK(static_cast<FFTConvPlugin*>(restored)->attributes() == plugin->attributes());
+        CHECK(static_cast<FFTConvPlugin*>(restored)->workTable() == plugin->workTable());
+        delete restored;
+    }
+    delete p;
+}
+
+// RFFT2 / IRFFT2 (AFF S18 stage 3 channels, a 14 x 7 map: odd W): creator, fields, build
+// interface, workspace, serialisation, clone, runtime errors.
+void checkSpectral(IPluginCreatorV3One* creator, Direction dir)
+{
+    bool const fwd = dir == Direction::kForward;
+    std::string const op = fwd ? "RFFT2" : "IRFFT2";
+    CHECK(std::string(creator->getPluginName()) == op && std::string(creator->getPluginVersion()) == "1"
+        && std::string(creator->getPluginNamespace()) == "hyena");
+    PluginFieldCollection const* names = creator->getFieldNames();
+    CHECK(names != nullptr && names->nbFields == 1 && std::string(names->fields[0].name) == "spatial_size"
+        && names->fields[0].type == PluginFieldType::kINT32);
+
+    int64_t const sp[2] = {14, 7}; // odd W: IRFFT2 needs spatial_size to tell 7 from 6
+    std::vector<PluginField> fields{PluginField{"spatial_size", sp, PluginFieldType::kINT64, 2},
+        PluginField{"plugin_namespace", "hyena", PluginFieldType::kCHAR, 6}};
+    PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
+    IPluginV3* p = creator->createPlugin("aff_stage3", &fc, TensorRTPhase::kBUILD);
+    CHECK(p != nullptr);
+    if (p == nullptr)
+    {
+        return;
+    }
+    auto* plugin = static_cast<SpectralPlugin*>(p);
+    CHECK(plugin->direction() == dir && plugin->attributes().height == 14 && plugin->attributes().width == 7);
+    auto* core = static_cast<IPluginV3OneCore*>(p->getCapabilityInterface(PluginCapabilityType::kCORE));
+    auto* build = static_cast<IPluginV3OneBuild*>(p->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    auto* rt = static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    CHECK(core != nullptr && build != nullptr && rt != nullptr);
+    CHECK(std::string(core->getPluginName()) == op && build->getNbOutputs() == 1);
+
+    // Missing or malformed spatial_size -> nullptr, error logged.
+    int const logged = logger().nbErrorsOrWarnings;
+    PluginFieldCollection none{0, nullptr};
+    CHECK(creator->createPlugin("none", &none, TensorRTPhase::kBUILD) == nullptr);
+    int32_t const one[1] = {14};
+    PluginField shortField{"spatial_size", one, PluginFieldType::kINT32, 1};
+    PluginFieldCollection shortFc{1, &shortField};
+    CHECK(creator->createPlugin("short", &shortFc, TensorRTPhase::kBUILD) == nullptr);
+    int32_t const zero[2] = {14, 0};
+    PluginField zeroField{"spatial_size", zero, PluginFieldType::kINT32, 2};
+    PluginFieldCollection zeroFc{1, &zeroField};
+    CHECK(creator->createPlugin("zero", &zeroFc, TensorRTPhase::kBUILD) == nullptr);
+    CHECK(logger().nbErrorsOrWarnings >= logged + 3);
+
+    // Types and formats: X fp32|fp16, Y = X's type, linear only.
+    DataType outT{};
+    DataType const inF[1] = {DataType::kFLOAT};
+    DataType const inH[1] = {DataType::kHALF};
+    DataType const inI[1] = {DataType::kINT32};
+    CHECK(build->getOutputDataTypes(&outT, 1, inF, 1) == 0 && outT == DataType::kFLOAT);
+    CHECK(build->getOutputDataTypes(&outT, 1, inH, 1) == 0 && outT == DataType::kHALF);
+    CHECK(build->getOutputDataTypes(&outT, 1, inI, 1) != 0);
+    CHECK(build->getOutputDataTypes(&outT, 1, inF, 3) != 0);
+    std::vector<int64_t> const xDims = fwd ? std::vector<int64_t>{-1, 320, 14, 7} : std::vector<int64_t>{-1, 640, 14, 4};
+    std::vector<int64_t> const xMax = fwd ? std::vector<int64_t>{8, 320, 14, 7} : std::vector<int64_t>{8, 640, 14, 4};
+    std::vector<int64_t> const yDims = fwd ? std::vector<int64_t>{-1, 640, 14, 4} : std::vector<int64_t>{-1, 320, 14, 7};
+    std::vector<int64_t> const yMax = fwd ? std::vector<int64_t>{8, 640, 14, 4} : std::vector<int64_t>{8, 320, 14, 7};
+    std::vector<DynamicPluginTensorDesc> io{tensor(xDims, DataType::kFLOAT, xMax), tensor(yDims, DataType::kFLOAT, yMax)};
+    CHECK(build->supportsFormatCombination(0, io.data(), 1, 1) && build->supportsFormatCombination(1, io.data(), 1, 1));
+    io[1].desc.type = DataType::kHALF;
+    CHECK(!build->supportsFormatCombination(1, io.data(), 1, 1));
+    io[0].desc.type = DataType::kHALF;
+    CHECK(build->supportsFormatCombination(0, io.data(), 1, 1) && build->supportsFormatCombination(1, io.data(), 1, 1));
+    io[0].desc.type = DataType::kINT8;
+    CHECK(!build->supportsFormatCombination(0, io.data(), 1, 1));
+    io[0].desc.type = DataType::kFLOAT;
+    io[1].desc.type = DataType::kFLOAT;
+    io[0].desc.format = TensorFormat::kHWC;
+    CHECK(!build->supportsFormatCombination(0, io.data(), 1, 1));
+    io[0].desc.format = TensorFormat::kLINEAR;
+    CHECK(!build->supportsFormatCombination(2, io.data(), 1, 1));
+
+    // configurePlugin and the workspace for batch 8: [fp32 planes | spectra | cuFFT work].
+    CHECK(build->configurePlugin(io.data(), 1, io.data() + 1, 1) == 0);
+    size_t const buffers = size_t{8} * 320 * 14 * 7 * 4 + size_t{8} * 320 * 14 * 4 * 8; // both multiples of 256
+    size_t const ws = build->getWorkspaceSize(io.data(), 1, io.data() + 1, 1);
+    CHECK(ws >= buffers && (ws - buffers) % kWorkspaceAlignment == 0 && plugin->workTable().size() == 4);
+    std::printf("%s getWorkspaceSize on this host: %zu bytes (buffers %zu)\n", op.c_str(), ws, buffers);
+    std::vector<DynamicPluginTensorDesc> badIo = io;
+    badIo[0] = tensor(fwd ? std::vector<int64_t>{-1, 320, 14, 6} : std::vector<int64_t>{-1, 640, 14, 7}, DataType::kFLOAT,
+        fwd ? std::vector<int64_t>{8, 320, 14, 6} : std::vector<int64_t>{8, 640, 14, 7});
+    CHECK(build->configurePlugin(badIo.data(), 1, badIo.data() + 1, 1) != 0); // W does not match spatial_size
+    if (!fwd)
+    {
+        badIo[0] = tensor({-1, 641, 14, 4}, DataType::kFLOAT, {8, 641, 14, 4});
+        CHECK(build->configurePlugin(badIo.data(), 1, badIo.data() + 1, 1) != 0); // odd channels: not planar
+    }
+    badIo = io;
+    badIo[1].desc.type = DataType::kHALF;
+    CHECK(build->configurePlugin(badIo.data(), 1, badIo.data() + 1, 1) != 0);
+
+    // Serialised fields -> createPlugin(kRUNTIME): same direction, attributes and work table.
+    PluginFieldCollection const* ser = rt->getFieldsToSerialize();
+    CHECK(ser != nullptr && ser->nbFields == 2 && std::string(ser->fields[0].name) == "spatial_size"
+        && std::string(ser->fields[1].name) == kFieldWorkTable && ser->fields[1].length == 4);
+    IPluginV3* restored = creator->createPlugin("aff_stage3", ser, TensorRTPhase::kRUNTIME);
+    CHECK(restored != nullptr);
+    if (restored != nullptr)
+    {
+        auto const* r = static_cast<SpectralPlugin const*>(restored);
+        CHECK(r->direction() == dir && r->attributes() == plugin->attributes() && r->workTable() == plugin->workTable());
+        delete restored;
+    }
+    std::vector<PluginField> withTable(ser->fields, ser->fields + ser->nbFields);
+    int64_t const badTable[2] = {256, -1};
+    withTable[1] = PluginField{kFieldWorkTable, badTable, PluginFieldType::kINT64, 2};
+    PluginFieldCollection badTableFc{2, withTable.data()};
+    CHECK(creator->createPlugin("t", &badTableFc, TensorRTPhase::kRUNTIME) == nullptr);
+
+    // clone copies a configured state (as onShapeChange leaves it, batch 3 fp16); validity
+    // needs the clone's own cuFFT plans, so it only holds where a GPU is present.
+    {
+        auto* src = static_cast<SpectralPlugin*>(creator->createPlugin("configured", &fc, TensorRTPhase::kRUNTIME));
+        CHECK(src != nullptr);
+        if (src != nullptr)
+        {
+            SpectralPlugin::RuntimeState st;
+            int64_t const xd[4] = {3, fwd ? 320 : 640, 14, fwd ? 7 : 4};
+            CHECK_STATUS_OK(planSpectralGeometry(dir, src->attributes(), xd, st.geom));
+            std::copy(xd, xd + 4, st.xDims);
+            st.io = IoType::kFloat16;
+            st.grantedBytes = 4242;
+            st.valid = true;
+            KernelResult const adopted = src->adoptRuntimeState(st);
+            src->setWorkTable({512, 1024});
+            auto* cc = static_cast<SpectralPlugin*>(src->clone());
+            CHECK(cc != nullptr);
+            if (cc != nullptr)
+            {
+                SpectralPlugin::RuntimeState const got = cc->runtimeState();
+                CHECK(cc->direction() == dir && got.geom.channels == 320 && got.geom.cols == 7 && got.geom.specCols == 4
+                    && got.geom.scale == st.geom.scale && std::equal(xd, xd + 4, got.xDims));
+                CHECK(got.io == IoType::kFloat16 && got.grantedBytes == 4242);
+                CHECK(got.valid == adopted.ok() && got.valid == src->configured());
+                CHECK(cc->workTable() == (std::vector<int64_t>{512, 1024}));
+            }
+            delete cc;
+            delete src;
+        }
+    }
+
+    // Runtime entry points: errors go to the context's recorder, no crash.
+    MockRecorder recorder;
+    MockContext ctx(&recorder);
+    IPluginV3* attached = rt->attachToContext(&ctx);
+    CHECK(attached != nullptr);
+    if (attached != nullptr)
+    {
+        auto* art = static_cast<IPluginV3OneRuntime*>(attached->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+        PluginTensorDesc in[1] = {io[0].desc};
+        PluginTensorDesc out[1] = {io[1].desc};
+        in[0].dims.d[0] = 2;
+        out[0].dims.d[0] = 2;
+        void const* ins[1] = {nullptr};
+        void* outs[1] = {nullptr};
+        CHECK(art->enqueue(in, out, ins, outs, nullptr, nullptr) != 0);
+        CHECK(recorder.getNbErrors() >= 1);
+        int32_t const before = recorder.getNbErrors();
+        PluginTensorDesc badOut[1] = {out[0]};
+        badOut[0].dims.d[1] += 2; // Y's channel count must follow the shape rule
+        CHECK(art->onShapeChange(in, 1, badOut, 1) != 0);
+        CHECK(recorder.getNbErrors() == before + 1);
+        int32_t const rc = art->onShapeChange(in, 1, out, 1);
+        CHECK(haveGpuHost() ? rc == 0 : (rc != 0 && recorder.getNbErrors() == before + 2));
+        CHECK(static_cast<SpectralPlugin const*>(attached)->configured() == (rc == 0));
+        std::printf("%s onShapeChange on this host: rc=%d (%s)\n", op.c_str(), rc,
+            recorder.errors.empty() ? "" : recorder.errors.back().c_str());
+        delete attached;
+    }
+    delete p;
+}
+
 } // namespace
 
 // The mock TensorRT runtime symbols the plugin library imports.
@@ -212,34 +450,43 @@ extern "C" ILogger* getLogger() noexcept
 
 int main()
 {
-    // 1. Static registration happened at load, under namespace "hyena".
-    CHECK(registry().creators.size() == 1);
-    CHECK(registry().namespaces.size() == 1 && registry().namespaces[0] == "hyena");
+    // 1. Static registration happened at load, under namespace "hyena": all three creators.
+    CHECK(registry().creators.size() == 3);
+    CHECK(registry().namespaces.size() == 3
+        && std::all_of(registry().namespaces.begin(), registry().namespaces.end(),
+            [](std::string const& n) { return n == "hyena"; }));
     auto* creator = static_cast<IPluginCreatorV3One*>(registry().getCreator("FFTConv", "1", "hyena"));
-    CHECK(creator != nullptr);
-    if (creator == nullptr)
+    auto* rfft2 = static_cast<IPluginCreatorV3One*>(registry().getCreator("RFFT2", "1", "hyena"));
+    auto* irfft2 = static_cast<IPluginCreatorV3One*>(registry().getCreator("IRFFT2", "1", "hyena"));
+    CHECK(creator != nullptr && rfft2 != nullptr && irfft2 != nullptr);
+    if (creator == nullptr || rfft2 == nullptr || irfft2 == nullptr)
     {
         return 1;
     }
     CHECK(std::string(creator->getInterfaceInfo().kind) == "PLUGIN CREATOR_V3ONE");
+    CHECK(registry().getCreator("RFFT2", "2", "hyena") == nullptr && registry().getCreator("RFFT2", "1", "") == nullptr);
 
-    // 2. loadLibrary hand-over: getCreators() deregisters the static registration so that
+    // 2. loadLibrary hand-over: getCreators() deregisters the static registrations so that
     //    the registry's own registerCreator of the returned creators succeeds.
     int32_t nb = 0;
     IPluginCreatorInterface* const* list = getCreators(nb);
-    CHECK(nb == 1 && list != nullptr && list[0] == creator);
+    CHECK(nb == 3 && list != nullptr && list[0] == creator && list[1] == rfft2 && list[2] == irfft2);
     CHECK(registry().creators.empty());
-    CHECK(registry().registerCreator(*list[0], "hyena")); // what loadLibrary does
-    CHECK(registry().creators.size() == 1);
+    for (int32_t i = 0; list != nullptr && i < nb; ++i)
+    {
+        CHECK(registry().registerCreator(*list[i], "hyena")); // what loadLibrary does
+    }
+    CHECK(registry().creators.size() == 3);
     IPluginCreatorInterface* const* again = getCreators(nb); // idempotent, no second deregistration
-    CHECK(nb == 1 && again[0] == creator && registry().creators.size() == 1);
+    CHECK(nb == 3 && again[0] == creator && registry().creators.size() == 3);
 
     // 3. getFieldNames: what the ONNX parser reads from the node.
     PluginFieldCollection const* names = creator->getFieldNames();
-    CHECK(names != nullptr && names->nbFields == 3);
+    CHECK(names != nullptr && names->nbFields == 4);
     CHECK(std::string(names->fields[0].name) == "mode" && names->fields[0].type == PluginFieldType::kCHAR);
     CHECK(std::string(names->fields[1].name) == "kernel_size" && names->fields[1].type == PluginFieldType::kINT32);
     CHECK(std::string(names->fields[2].name) == "fft_size" && names->fields[2].type == PluginFieldType::kINT32);
+    CHECK(std::string(names->fields[3].name) == "spatial_size" && names->fields[3].type == PluginFieldType::kINT32);
 
     // 4. createPlugin with parser-style fields (string with its NUL, int lists).
     char const mode2d[] = "2d";
@@ -467,6 +714,10 @@ int main()
         delete attached;
     }
     delete p3;
+
+    checkCircular(creator);
+    checkSpectral(rfft2, Direction::kForward);
+    checkSpectral(irfft2, Direction::kInverse);
 
     // The exported plan counter is the kernels' counter (no plan could be made without a GPU).
     CHECK(hyena_fftconv_cufft_plans_created() == cufftPlansCreated());

@@ -4,11 +4,15 @@
 // precision; no TensorRT, no CUDA.
 //
 // Op definition (export/plugins/fftconv/README.md):
-//   2d:       y[i,j] = sum_{p,q} k[i-p+Kh/2, j-q+Kw/2] x[p,q] + D x[i,j]
-//   1d_bidir: the (H, W) map flattened to L = H*W, y[l] = sum_p k[l-p+K/2] x[p] + D x[l]
+//   2d:          y[i,j] = sum_{p,q} k[i-p+Kh/2, j-q+Kw/2] x[p,q] + D x[i,j]
+//   2d_circular: y[i,j] = sum_{p,q} k[(i-p) mod H, (j-q) mod W] x[p,q] + D x[i,j]
+//   1d_bidir:    the (H, W) map flattened to L = H*W, y[l] = sum_p k[l-p+K/2] x[p] + D x[l]
+// and the RFFT2 / IRFFT2 transforms (ortho-normalised, planar real | imaginary channels)
+// straight from the DFT sums, plus emulations of their kernel pipelines.
 #pragma once
 
 #include "fftconv_core.h"
+#include "spectral_core.h"
 
 #include <algorithm>
 #include <cmath>
@@ -113,6 +117,27 @@ inline void directConv2d(float const* x, float const* k, double d, int64_t h, in
                 for (int64_t q = q0; q <= q1; ++q)
                 {
                     acc += static_cast<double>(krow[j - q + kw / 2]) * xrow[q];
+                }
+            }
+            y[i * w + j] = acc;
+        }
+    }
+}
+
+//! Direct circular 2-D convolution of one (h, w) plane with one (h, w) filter, plus d*x.
+inline void directCircularConv2d(float const* x, float const* k, double d, int64_t h, int64_t w, double* y)
+{
+    for (int64_t i = 0; i < h; ++i)
+    {
+        for (int64_t j = 0; j < w; ++j)
+        {
+            double acc = d * x[i * w + j];
+            for (int64_t p = 0; p < h; ++p)
+            {
+                int64_t const r = (i - p + h) % h;
+                for (int64_t q = 0; q < w; ++q)
+                {
+                    acc += static_cast<double>(k[r * w + (j - q + w) % w]) * x[p * w + q];
                 }
             }
             y[i * w + j] = acc;
@@ -244,6 +269,183 @@ inline std::vector<double> emulatePipeline(
     {
         y[static_cast<size_t>(i)] = inv[static_cast<size_t>(cropSourceIndex(g, i))]
             + static_cast<double>(d[static_cast<size_t>(channelOf(g, i))]) * x[static_cast<size_t>(i)];
+    }
+    return y;
+}
+
+// ---- RFFT2 / IRFFT2 ----------------------------------------------------------------------------
+
+//! Ortho rfft2 of one (h, w) real plane from the definition:
+//! Y[p, q] = (h*w)^-1/2 * sum_{r,s} x[r, s] exp(-2 pi i (p r / h + q s / w)), q < w/2+1.
+inline std::vector<cd> rfft2Ortho(float const* x, int64_t h, int64_t w)
+{
+    int64_t const half = w / 2 + 1;
+    std::vector<cd> const t0 = twiddles(h, -1);
+    std::vector<cd> const t1 = twiddles(w, -1);
+    double const s = 1.0 / std::sqrt(static_cast<double>(h * w));
+    std::vector<cd> out(static_cast<size_t>(h * half));
+    for (int64_t p = 0; p < h; ++p)
+    {
+        for (int64_t q = 0; q < half; ++q)
+        {
+            cd acc = 0;
+            for (int64_t r = 0; r < h; ++r)
+            {
+                for (int64_t c = 0; c < w; ++c)
+                {
+                    acc += static_cast<double>(x[r * w + c]) * t0[static_cast<size_t>((p * r) % h)]
+                        * t1[static_cast<size_t>((q * c) % w)];
+                }
+            }
+            out[static_cast<size_t>(p * half + q)] = acc * s;
+        }
+    }
+    return out;
+}
+
+//! Ortho irfft2 with s = (h, w) as torch.fft.irfft2 / numpy define it: a complex inverse DFT
+//! along H, then along W the real inverse of a half spectrum z (length w/2+1), which takes
+//! Re z[0] (and Re z[w/2] for even w) and counts the other bins twice:
+//!   y[c] = Re z[0] + 2 sum_{0<q<(w+1)/2} Re(z[q] e^{2 pi i q c / w}) + [w even] Re z[w/2] (-1)^c.
+//! Written this way (not via Hermitian completion) so it checks the kernels' approach
+//! independently.
+inline std::vector<double> irfft2Ortho(cd const* spec, int64_t h, int64_t w)
+{
+    int64_t const half = w / 2 + 1;
+    std::vector<cd> const t0 = twiddles(h, +1);
+    std::vector<cd> const t1 = twiddles(w, +1);
+    double const s = 1.0 / std::sqrt(static_cast<double>(h * w));
+    std::vector<cd> colInv(static_cast<size_t>(h * half));
+    for (int64_t r = 0; r < h; ++r)
+    {
+        for (int64_t q = 0; q < half; ++q)
+        {
+            cd acc = 0;
+            for (int64_t p = 0; p < h; ++p)
+            {
+                acc += spec[p * half + q] * t0[static_cast<size_t>((p * r) % h)];
+            }
+            colInv[static_cast<size_t>(r * half + q)] = acc;
+        }
+    }
+    std::vector<double> out(static_cast<size_t>(h * w));
+    for (int64_t r = 0; r < h; ++r)
+    {
+        cd const* z = &colInv[static_cast<size_t>(r * half)];
+        for (int64_t c = 0; c < w; ++c)
+        {
+            double acc = z[0].real();
+            for (int64_t q = 1; 2 * q < w; ++q)
+            {
+                acc += 2.0 * (z[q] * t1[static_cast<size_t>((q * c) % w)]).real();
+            }
+            if (w % 2 == 0)
+            {
+                acc += z[w / 2].real() * ((c % 2) ? -1.0 : 1.0);
+            }
+            out[static_cast<size_t>(r * w + c)] = acc * s;
+        }
+    }
+    return out;
+}
+
+//! Emulates the RFFT2 kernels (cast, R2C, unpack to planar * scale) with the index helpers of
+//! spectral_core.h: x (N, C, H, W) -> planar (N, 2C, H, W/2+1).
+inline std::vector<double> emulateRfft2(Geometry const& g, std::vector<float> const& x)
+{
+    using namespace hyena::fftconv;
+    std::vector<float> real(static_cast<size_t>(g.signals() * g.realPerSignal()), -7.0f);
+    for (int64_t i = 0; i < g.signals() * g.realPerSignal(); ++i)
+    {
+        int64_t src = 0;
+        real[static_cast<size_t>(i)] = padSourceIndex(g, i, src) ? x[static_cast<size_t>(src)] : 0.0f;
+    }
+    std::vector<cd> spec(static_cast<size_t>(g.signals() * g.complexPerSignal()));
+    for (int64_t s = 0; s < g.signals(); ++s)
+    {
+        std::vector<cd> const h = r2c(&real[static_cast<size_t>(s * g.realPerSignal())], g.fftRows, g.fftCols);
+        std::copy(h.begin(), h.end(), spec.begin() + s * g.complexPerSignal());
+    }
+    std::vector<double> y(static_cast<size_t>(g.signals() * 2 * g.complexPerSignal()));
+    for (int64_t o = 0; o < static_cast<int64_t>(y.size()); ++o)
+    {
+        bool imag = false;
+        cd const v = spec[static_cast<size_t>(planarToSpectrum(g, o, imag))];
+        y[static_cast<size_t>(o)] = (imag ? v.imag() : v.real()) * static_cast<double>(g.scale);
+    }
+    return y;
+}
+
+//! Emulates the IRFFT2 kernels (pack with the Hermitian part of the real columns, C2R with
+//! Hermitian completion, cast) with the index helpers: planar (N, 2C, H, W/2+1) -> (N, C, H, W).
+inline std::vector<double> emulateIrfft2(Geometry const& g, std::vector<float> const& x)
+{
+    using namespace hyena::fftconv;
+    std::vector<cd> spec(static_cast<size_t>(g.signals() * g.complexPerSignal()));
+    for (int64_t i = 0; i < static_cast<int64_t>(spec.size()); ++i)
+    {
+        int64_t re = 0;
+        int64_t im = 0;
+        spectrumToPlanar(g, i, re, im);
+        double vr = x[static_cast<size_t>(re)];
+        double vi = x[static_cast<size_t>(im)];
+        if (isRealColumn(g, i))
+        {
+            int64_t mre = 0;
+            int64_t mim = 0;
+            spectrumToPlanar(g, i + mirrorRowOffset(g, i), mre, mim);
+            vr = 0.5 * (vr + x[static_cast<size_t>(mre)]);
+            vi = 0.5 * (vi - x[static_cast<size_t>(mim)]);
+        }
+        spec[static_cast<size_t>(i)] = cd(vr, vi) * static_cast<double>(g.scale);
+    }
+    std::vector<double> y(static_cast<size_t>(g.signals() * g.realPerSignal()));
+    for (int64_t s = 0; s < g.signals(); ++s)
+    {
+        std::vector<double> const r = c2r(&spec[static_cast<size_t>(s * g.complexPerSignal())], g.fftRows, g.fftCols);
+        std::copy(r.begin(), r.end(), y.begin() + s * g.realPerSignal());
+    }
+    return y;
+}
+
+//! Reference RFFT2 of a batch: x (n, c, h, w) -> planar (n, 2c, h, w/2+1), from rfft2Ortho.
+inline std::vector<double> referenceRfft2(std::vector<float> const& x, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    int64_t const plane = h * (w / 2 + 1);
+    std::vector<double> y(static_cast<size_t>(n * 2 * c * plane));
+    for (int64_t b = 0; b < n; ++b)
+    {
+        for (int64_t ch = 0; ch < c; ++ch)
+        {
+            std::vector<cd> const s = rfft2Ortho(&x[static_cast<size_t>((b * c + ch) * h * w)], h, w);
+            for (int64_t i = 0; i < plane; ++i)
+            {
+                y[static_cast<size_t>((b * 2 * c + ch) * plane + i)] = s[static_cast<size_t>(i)].real();
+                y[static_cast<size_t>((b * 2 * c + c + ch) * plane + i)] = s[static_cast<size_t>(i)].imag();
+            }
+        }
+    }
+    return y;
+}
+
+//! Reference IRFFT2 of a batch: planar x (n, 2c, h, w/2+1) -> (n, c, h, w), from irfft2Ortho.
+inline std::vector<double> referenceIrfft2(std::vector<float> const& x, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    int64_t const plane = h * (w / 2 + 1);
+    std::vector<double> y(static_cast<size_t>(n * c * h * w));
+    std::vector<cd> spec(static_cast<size_t>(plane));
+    for (int64_t b = 0; b < n; ++b)
+    {
+        for (int64_t ch = 0; ch < c; ++ch)
+        {
+            for (int64_t i = 0; i < plane; ++i)
+            {
+                spec[static_cast<size_t>(i)] = cd(x[static_cast<size_t>((b * 2 * c + ch) * plane + i)],
+                    x[static_cast<size_t>((b * 2 * c + c + ch) * plane + i)]);
+            }
+            std::vector<double> const r = irfft2Ortho(spec.data(), h, w);
+            std::copy(r.begin(), r.end(), y.begin() + (b * c + ch) * h * w);
+        }
     }
     return y;
 }
