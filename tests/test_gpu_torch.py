@@ -16,8 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, plan_fft
-from hyena_serve.ops import direct_conv2d, fft_conv, fft_conv1d_bidir_ref, fft_conv2d_ref, filter_spectrum
+from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODE_2D_CIRCULAR, MODES, plan_fft
+from hyena_serve.ops import (
+    direct_conv2d,
+    fft_conv,
+    fft_conv1d_bidir_ref,
+    fft_conv2d_circular_ref,
+    fft_conv2d_ref,
+    filter_spectrum,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -45,6 +52,9 @@ SHAPES_1D = [
     (320, 14, 14, 391),
     (512, 7, 7, 97),
 ]
+# (C, H, W) of the circular mode (the filter is the map's size): odd, even, non-square,
+# and the gf_former_s18 stage shapes.
+SHAPES_CIRCULAR = [(3, 7, 5), (2, 8, 6), (3, 13, 1), (64, 56, 56), (512, 7, 7)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,6 +83,8 @@ def _reference(mode: str, x, k, d):
     """CPU float64 result (the reference FFT conv, itself tested against the direct one)."""
     if mode == MODE_2D:
         return fft_conv2d_ref(x, k, d)
+    if mode == MODE_2D_CIRCULAR:
+        return fft_conv2d_circular_ref(x, k, d)
     return fft_conv1d_bidir_ref(x.flatten(-2), k, d).reshape(x.shape)
 
 
@@ -81,7 +93,8 @@ def _op(x, k, d, plan):
 
 
 CASES = ([pytest.param(MODE_2D, c, h, w, (kh, kw), id=f"2d-{c}x{h}x{w}-k{kh}x{kw}") for c, h, w, kh, kw in SHAPES_2D]
-         + [pytest.param(MODE_1D_BIDIR, c, h, w, k, id=f"1d-{c}x{h}x{w}-k{k}") for c, h, w, k in SHAPES_1D])
+         + [pytest.param(MODE_1D_BIDIR, c, h, w, k, id=f"1d-{c}x{h}x{w}-k{k}") for c, h, w, k in SHAPES_1D]
+         + [pytest.param(MODE_2D_CIRCULAR, c, h, w, (h, w), id=f"circ-{c}x{h}x{w}") for c, h, w in SHAPES_CIRCULAR])
 
 
 @pytest.mark.parametrize(("mode", "c", "h", "w", "kernel"), CASES)
@@ -108,6 +121,8 @@ def test_fft_conv_forward_on_cuda_matches_cpu_float64(mode, c, h, w, kernel):
     pytest.param(MODE_2D, 64, 56, 56, (111, 111), id="2d-s18-stage0"),
     pytest.param(MODE_1D_BIDIR, 3, 5, 7, 69, id="1d-odd"),
     pytest.param(MODE_1D_BIDIR, 64, 56, 56, 6271, id="1d-s18-stage0"),
+    pytest.param(MODE_2D_CIRCULAR, 3, 7, 6, (7, 6), id="circ-odd-even"),
+    pytest.param(MODE_2D_CIRCULAR, 64, 56, 56, (56, 56), id="circ-s18-stage0"),
 ])
 def test_fft_conv_backward_on_cuda_matches_cpu_float64(mode, c, h, w, kernel):
     x, k, d, plan = _case(mode, c, h, w, kernel)
@@ -127,9 +142,9 @@ def test_fft_conv_backward_on_cuda_matches_cpu_float64(mode, c, h, w, kernel):
         assert _rel_err(got, want) <= 1e-10, name
 
 
-@pytest.mark.parametrize("mode", [MODE_2D, MODE_1D_BIDIR])
+@pytest.mark.parametrize("mode", MODES)
 def test_fft_conv_gradcheck_on_cuda(mode):
-    plan = plan_fft(mode, 3, 5, (5, 3) if mode == MODE_2D else 17)
+    plan = plan_fft(mode, 3, 5, {MODE_2D: (5, 3), MODE_1D_BIDIR: 17, MODE_2D_CIRCULAR: None}[mode])
     u = torch.randn(2, 2, 3, 5, dtype=torch.float64, device=DEVICE, requires_grad=True)
     kf = torch.randn(2, *plan.spectrum_shape, 2, dtype=torch.float64, device=DEVICE, requires_grad=True)
     d = torch.randn(2, dtype=torch.float64, device=DEVICE, requires_grad=True)
