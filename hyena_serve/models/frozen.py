@@ -9,6 +9,11 @@ non-persistent buffers ``mixer.frozen_kf`` / ``mixer.frozen_d`` (plan in
 ``mixer.frozen_plan``). Frozen mixers use them in every mode and raise at any other
 resolution; ``torch.onnx.export`` sees them as constant initializers and the implicit
 filter networks never enter the graph. ``state_dict()`` is unchanged.
+
+"Hyena mixer" here means every :class:`FFTLongConvMixer`, i.e. every mixer that makes one
+``hyena::fft_conv`` call: Hpx and Hb, and the GFNet global filter (circular mode), whose
+``Kf`` is its weight (freezing copies it, resampled if the resolution differs from the one
+it was built for).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class HyenaMixerInfo:
 
 
 def hyena_mixers(model: nn.Module) -> list[tuple[str, FFTLongConvMixer]]:
-    """(qualified name, mixer) of every Hyena (Hpx/Hb) mixer, in forward order."""
+    """(qualified name, mixer) of every Hyena (Hpx/Hb) or global-filter mixer, in forward order."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, FFTLongConvMixer)]
 
 
