@@ -2,7 +2,8 @@
 
 The TensorRT build itself needs a GPU (tests/test_tensorrt_gpu.py). Here every decision
 that does not is tested: the graph each variant hands the parser, the precision recipe per
-TensorRT capability, which layers count as FFTConv plugin layers, parse-failure causes,
+TensorRT capability, which layers count as plugin layers of the hyena custom ops (FFTConv,
+RFFT2, IRFFT2), parse-failure causes,
 the parity decision, the engine runner's checks, and ``to_trt`` end to end against a fake
 ``tensorrt`` module whose "engine" runs the ONNX file through ONNX Runtime and whose parser
 behaves like TensorRT 10.0-10.6 (a local function is inlined in preference to a plugin).
@@ -191,7 +192,7 @@ def test_prepare_rejects_models_without_fftconv_and_plugin_nodes_without_attribu
     empty = onnx.ModelProto()
     empty.CopyFrom(model)
     del empty.graph.node[:]
-    with pytest.raises(ValueError, match="no hyena::FFTConv node"):
+    with pytest.raises(ValueError, match="no hyena custom-op node"):
         trtb.prepare_onnx(empty, "plugin")
     stripped = onnx.ModelProto()
     stripped.CopyFrom(model)
@@ -203,6 +204,85 @@ def test_prepare_rejects_models_without_fftconv_and_plugin_nodes_without_attribu
         trtb.prepare_onnx(stripped, "plugin")
     with pytest.raises(ValueError, match="unknown FFTConv variant"):
         trtb.prepare_onnx(model, "cudnn")
+
+
+# --- RFFT2 / IRFFT2 nodes (the AFF mixer's run-time spectra) -----------------------------------
+
+
+def _stand_in_function(op: str, overload: str) -> onnx.FunctionProto:
+    """A model-local function for a hyena custom op. Its body is a stand-in (the real bodies
+    are the exporter's business): these tests are about what the parser is handed."""
+    fn = helper.make_function("hyena", op, ["X"], ["Y"], [helper.make_node("Identity", ["X"], ["Y"])],
+                              [helper.make_opsetid("", 20)])
+    fn.overload = overload
+    return fn
+
+
+def _spectral_model(with_fftconv: bool = True) -> onnx.ModelProto:
+    """pixel_values -> [FFTConv] -> hyena::RFFT2 -> Relu -> hyena::IRFFT2 -> logits: the node
+    pattern of an AFF mixer after a global filter, each custom op with its function overload,
+    plus one function of another domain that must survive."""
+    model = _tiny_classifier() if with_fftconv else helper.make_model(
+        helper.make_graph([], "spectral", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
+                                                                         ["N", 3, 8, 8])], []),
+        opset_imports=[helper.make_opsetid("", 20), helper.make_opsetid("hyena", 1)], ir_version=10)
+    graph = model.graph
+    src = "Y" if with_fftconv else INPUT_NAME
+    plugin = {"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION}
+    rfft = helper.make_node("RFFT2", [src], ["spec"], name="mixer1/rfft2", domain="hyena",
+                            spatial_size=[8, 8], **plugin)
+    rfft.overload = "s8x8"
+    irfft = helper.make_node("IRFFT2", ["spec_masked"], ["mixed"], name="mixer1/irfft2", domain="hyena",
+                             spatial_size=[8, 8], **plugin)
+    irfft.overload = "s8x8"
+    graph.node.extend([rfft, helper.make_node("Relu", ["spec"], ["spec_masked"], name="mask"), irfft])
+    model.functions.extend([_stand_in_function("RFFT2", "s8x8"), _stand_in_function("IRFFT2", "s8x8"),
+                            helper.make_function("other", "Helper", ["a"], ["b"],
+                                                 [helper.make_node("Identity", ["a"], ["b"])],
+                                                 [helper.make_opsetid("", 20)])])
+    return model
+
+
+def test_plugin_variant_strips_every_custom_op_function_and_keeps_the_rest():
+    model = _spectral_model()
+    assert trtb.custom_op_nodes(model) == {"mixer0/fftconv": "FFTConv", "mixer1/rfft2": "RFFT2",
+                                           "mixer1/irfft2": "IRFFT2"}
+    prepared = trtb.prepare_onnx(model, "plugin")
+    assert [f.name for f in prepared.functions] == ["Helper"], "no hyena body left for the parser to inline"
+    spectral = [n for n in prepared.graph.node if n.op_type in ("RFFT2", "IRFFT2")]
+    assert len(spectral) == 2 and not any(n.overload for n in spectral), "plugins are looked up by op_type"
+    attrs = {a.name: helper.get_attribute_value(a) for a in spectral[0].attribute}
+    assert list(attrs["spatial_size"]) == [8, 8] and attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode()
+    assert len(model.functions) == 4, "the input model must not be modified"
+    # Only the functions of ops that have nodes are stripped when asked by op.
+    again = onnx.ModelProto()
+    again.CopyFrom(model)
+    assert trtb.strip_custom_op_functions(again, ["RFFT2"]) == 1
+    assert sorted(f.name for f in again.functions) == ["FFTConv", "Helper", "IRFFT2"]
+
+
+def test_prepare_accepts_a_model_whose_only_custom_ops_are_spectral():
+    model = _spectral_model(with_fftconv=False)
+    prepared = trtb.prepare_onnx(model, "plugin")
+    assert trtb.custom_op_nodes(prepared) == {"mixer1/rfft2": "RFFT2", "mixer1/irfft2": "IRFFT2"}
+    assert trtb.fftconv_node_names(prepared) == []
+    node = next(n for n in model.graph.node if n.op_type == "IRFFT2")
+    kept = [a for a in node.attribute if a.name != "plugin_version"]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    with pytest.raises(ValueError, match="IRFFT2 node 'mixer1/irfft2' lacks"):
+        trtb.prepare_onnx(model, "plugin")
+
+
+def test_function_body_variants_name_every_custom_op_overload():
+    prepared = trtb.prepare_onnx(_spectral_model(), "gemm")
+    names = sorted(f.name for f in prepared.functions)
+    assert "RFFT2__s8x8" in names and "IRFFT2__s8x8" in names and "Helper" in names
+    ops = {n.name: n.op_type for n in prepared.graph.node}
+    assert ops["mixer1/rfft2"] == "RFFT2__s8x8" and ops["mixer1/irfft2"] == "IRFFT2__s8x8"
+    assert not any(n.overload for n in prepared.graph.node)
+    spectral = [n for n in prepared.graph.node if n.op_type.startswith(("RFFT2", "IRFFT2"))]
+    assert all("plugin_version" not in {a.name for a in n.attribute} for n in spectral)
 
 
 # --- precision recipe by capability ------------------------------------------------------------
@@ -284,6 +364,35 @@ def test_plugin_layer_check_fails_loudly_when_the_parser_inlined_the_function():
     layers = [("stem", "CONVOLUTION")] + [(f"fft0/matmul{i}", "MATRIX_MULTIPLY") for i in range(4)]
     with pytest.raises(trtb.PluginLayersMissing, match="expected 1 FFTConv plugin layers .*, the network has 0"):
         trtb.check_plugin_layers(["fft0"], layers)
+
+
+def test_plugin_layer_check_counts_each_custom_op_against_its_own_plugin():
+    nodes = {"fft0": "FFTConv", "rfft": "RFFT2", "irfft": "IRFFT2"}
+    layers = [("fft0", "PLUGIN_V3", trtb.plugin_id("FFTConv")), ("rfft", "PLUGIN_V3", "hyena::RFFT2/1"),
+              ("mask", "ACTIVATION"), ("irfft", "PLUGIN_V3", "hyena::IRFFT2/1")]
+    assert trtb.check_plugin_layers(nodes, layers) == 3
+    assert trtb.check_plugin_layers(nodes, [(n, "PLUGIN_V3") for n in nodes]) == 3  # by name where not asked
+    # An RFFT2 layer cannot stand in for the missing IRFFT2 one, though the total matches.
+    swapped = layers[:3] + [("irfft", "PLUGIN_V3", "hyena::RFFT2/1")]
+    with pytest.raises(trtb.PluginLayersMissing, match=r"expected 1 IRFFT2 plugin layers \(hyena::IRFFT2/1\), "
+                                                       r"the network has 0"):
+        trtb.check_plugin_layers(nodes, swapped)
+    # The parser inlined the IRFFT2 body (no plugin layer for it).
+    inlined = layers[:3] + [("irfft/body", "MATRIX_MULTIPLY")]
+    with pytest.raises(trtb.PluginLayersMissing, match="IRFFT2 plugin layers"):
+        trtb.check_plugin_layers(nodes, inlined)
+
+
+def test_parse_failure_names_the_spectral_plugin_the_parser_could_not_find():
+    exc = trtb.parse_failure(
+        ["In node 7 with name: mixer1/irfft2 and operator: IRFFT2 (importFallbackPluginImporter): "
+         "UNSUPPORTED_NODE: Plugin not found, are the plugin name, version, and namespace correct?"],
+        variant="plugin", onnx_path="m.onnx", plugin_lib="/x/lib.so", trt_version="10.3.0",
+        ops=["FFTConv", "IRFFT2", "RFFT2"])
+    assert isinstance(exc, trtb.PluginLayersMissing)
+    text = str(exc)
+    assert "hyena::IRFFT2/1" in text and "hyena::FFTConv/1" not in text, "name the plugin that is missing"
+    assert "older build" in text and "Plugin not found" in text
 
 
 def test_parse_failure_of_the_plugin_variant_names_the_real_cause():
@@ -650,6 +759,36 @@ def test_build_engine_names_the_cause_when_the_plugin_is_not_registered(tiny_onn
     trt = make_fake_trt(tiny_onnx, plugin_registered=False, cuda=cuda)
     with pytest.raises(trtb.PluginLayersMissing, match="not registered"):
         trtb.build_engine(tiny_onnx, variant="plugin", res=8, batch=trtb.BatchProfile(1, 1, 1),
+                          plugin_lib=fake_plugin, log=lambda m: None, trt=trt, cuda=cuda)
+
+
+@pytest.fixture()
+def spectral_onnx(tmp_path) -> Path:
+    path = tmp_path / "spectral.onnx"
+    onnx.save_model(_spectral_model(), str(path))
+    return path
+
+
+def test_build_engine_counts_the_spectral_plugin_layers(spectral_onnx, fake_plugin):
+    cuda = FakeCuda()
+    trt = make_fake_trt(spectral_onnx, cuda=cuda)
+    messages: list[str] = []
+    plan = trtb.build_engine(spectral_onnx, variant="plugin", res=8, batch=trtb.BatchProfile(1, 1, 2),
+                             plugin_lib=fake_plugin, log=messages.append, trt=trt, cuda=cuda)
+    assert plan == b"fake-plan"
+    assert [f.name for f in trt.log.parsed.functions] == ["Helper"]
+    (line,) = [m for m in messages if "plugin layers" in m]
+    assert "1 FFTConv plugin layers (hyena::FFTConv/1)" in line
+    assert "1 RFFT2 plugin layers (hyena::RFFT2/1)" in line and "1 IRFFT2 plugin layers (hyena::IRFFT2/1)" in line
+
+
+def test_build_engine_names_the_spectral_op_when_its_plugin_is_missing(tmp_path, fake_plugin):
+    path = tmp_path / "spectral_only.onnx"
+    onnx.save_model(_spectral_model(with_fftconv=False), str(path))
+    cuda = FakeCuda()
+    trt = make_fake_trt(path, plugin_registered=False, cuda=cuda)
+    with pytest.raises(trtb.PluginLayersMissing, match=r"hyena::RFFT2/1.*not registered"):
+        trtb.build_engine(path, variant="plugin", res=8, batch=trtb.BatchProfile(1, 1, 1),
                           plugin_lib=fake_plugin, log=lambda m: None, trt=trt, cuda=cuda)
 
 

@@ -1,4 +1,4 @@
-"""Build and check a TensorRT engine from an exported ONNX model, with the fused FFTConv plugin.
+"""Build and check a TensorRT engine from an exported ONNX model, with the hyena plugins.
 
 Nothing here imports torch: building a plan and checking it needs TensorRT, ONNX, ONNX
 Runtime (CPU) and Polygraphy only, which is what the Triton image carries
@@ -6,8 +6,8 @@ Runtime (CPU) and Polygraphy only, which is what the Triton image carries
 
 What needs neither TensorRT nor a GPU is plain Python and unit-tested on CPU hosts:
 argument parsing, preparing the ONNX graph for each build variant, choosing the precision
-recipe from the TensorRT version's capabilities, recognising the FFTConv plugin layers in
-the parsed network, turning parser errors into their cause, the parity decision, and
+recipe from the TensorRT version's capabilities, recognising the plugin layers of the hyena
+custom ops (FFTConv, RFFT2, IRFFT2) in the parsed network, turning parser errors into their cause, the parity decision, and
 writing the plan atomically. The TensorRT calls are confined to :func:`build_engine` and
 :func:`run_engine`, which take the ``tensorrt`` module (and the CUDA buffer module) as
 arguments so that tests can hand them fakes; they raise :class:`TensorRTUnavailable` with a
@@ -21,13 +21,15 @@ the CUDA major of the driver/image; torch would add gigabytes to the Triton imag
 
 Variants (``--fftconv``):
 
-- ``plugin``: the FFTConv nodes keep ``plugin_namespace``/``plugin_version`` and the
-  model-local FFTConv functions are **removed** from the graph handed to the parser, so the
-  parser has no body to inline and must take the registered IPluginV3 plugin (TensorRT
-  10.0–10.6 prefer a local function over a plugin; 10.7–10.14 check the plugin registry
-  first; 10.15+ fall back to the function silently). Every TensorRT from 10.0 on then
-  either builds the plugin or fails to import the node; the built network must contain
-  one FFTConv plugin layer per node — checked, not assumed;
+- ``plugin``: the custom-op nodes of the ``hyena`` domain (``FFTConv``, and ``RFFT2`` /
+  ``IRFFT2`` where a model computes spectra at run time) keep ``plugin_namespace`` /
+  ``plugin_version`` and their model-local functions are **removed** from the graph handed
+  to the parser, so the parser has no body to inline and must take the registered IPluginV3
+  plugin of the same name (TensorRT 10.0–10.6 prefer a local function over a plugin;
+  10.7–10.14 check the plugin registry first; 10.15+ fall back to the function silently).
+  Every TensorRT from 10.0 on then either builds the plugins or fails to import the node;
+  the built network must contain one plugin layer of the right plugin per node — checked,
+  not assumed. One library (export/plugins/fftconv) registers all three plugins;
 - ``native-dft``: the plain DFT function body, plugin attributes removed, parsed into
   TensorRT's own DFT layers (TensorRT >= 11.2; the baseline the plugin must beat);
 - ``gemm``: the GEMM-lowered function body, plugin attributes removed.
@@ -45,7 +47,7 @@ import contextlib
 import ctypes
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +70,16 @@ VARIANT_BODY = {"plugin": "matmul", "native-dft": "dft", "gemm": "matmul"}
 PLUGIN_ATTRIBUTES = ("plugin_namespace", "plugin_version")
 PLUGIN_LIB_ENV = "HYENA_FFTCONV_PLUGIN"
 DEFAULT_PLUGIN_LIB = Path("export/plugins/fftconv/build/libhyena_fftconv_plugin.so")
-#: ``namespace::name/version`` of the plugin, as the plugin layers report it.
-PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}/{PLUGIN_VERSION}"
+
+
+def plugin_id(op_type: str) -> str:
+    """``namespace::name/version`` of the plugin serving a ``hyena`` custom op, as its plugin
+    layers report it: every custom op of the domain has a plugin of the same name."""
+    return f"{PLUGIN_NAMESPACE}::{op_type}/{PLUGIN_VERSION}"
+
+
+#: The FFTConv plugin's id (the library's first creator; load_plugin checks it).
+PLUGIN_ID = plugin_id(PLUGIN_NAME)
 
 #: Lowest TensorRT for the plugin variant: IPluginV3 and the ONNX parser's fallback
 #: importer that creates an IPluginV3 from the registry by (op_type, plugin_version,
@@ -91,7 +101,7 @@ class TensorRTUnavailable(RuntimeError):
 
 
 class PluginLayersMissing(RuntimeError):
-    """The parsed network does not contain the FFTConv plugin layers the ONNX file asks for."""
+    """The parsed network does not contain the plugin layers (FFTConv, RFFT2, IRFFT2) the ONNX file asks for."""
 
 
 class EngineError(RuntimeError):
@@ -161,30 +171,48 @@ def parity_batches(samples: np.ndarray, batch: BatchProfile, *, seed: int = 0) -
 # --- the ONNX graph each variant parses -------------------------------------------------------
 
 
-def _is_fftconv_name(domain: str, name: str) -> bool:
-    return domain == ONNX_OP_DOMAIN and (name == ONNX_OP_TYPE or name.startswith(f"{ONNX_OP_TYPE}__"))
+def _base_op(domain: str, name: str) -> str | None:
+    """The custom op a ``hyena``-domain node or function stands for (``FFTConv__<overload>``
+    -> ``FFTConv``), or None outside the domain."""
+    if domain != ONNX_OP_DOMAIN:
+        return None
+    return name.split("__", 1)[0]
 
 
 def _is_fftconv(node: onnx.NodeProto) -> bool:
     """An FFTConv node, under its own name or a per-overload one (``FFTConv__<overload>``)."""
-    return _is_fftconv_name(node.domain, node.op_type)
+    return _base_op(node.domain, node.op_type) == ONNX_OP_TYPE
 
 
 def fftconv_node_names(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if _is_fftconv(n)]
 
 
-def strip_fftconv_functions(model: onnx.ModelProto) -> int:
-    """Remove every model-local FFTConv function (in place); returns how many were removed.
+def custom_op_nodes(model: onnx.ModelProto) -> dict[str, str]:
+    """``{node name: custom op}`` for every ``hyena``-domain node of the main graph: the nodes
+    the plugin variant hands to plugins (FFTConv, RFFT2, IRFFT2, ...)."""
+    return {n.name: op for n in model.graph.node if (op := _base_op(n.domain, n.op_type)) is not None}
 
-    Without a body to inline, TensorRT's ONNX parser can only import an FFTConv node
-    through the registered plugin, whatever its version's preference between the two.
+
+def strip_custom_op_functions(model: onnx.ModelProto, ops: Iterable[str] | None = None) -> int:
+    """Remove the model-local functions of the ``hyena`` custom ops (in place): those named
+    after an op in ``ops`` (default: every op with a node in the main graph). Returns how
+    many were removed; functions of other domains stay.
+
+    Without a body to inline, TensorRT's ONNX parser can only import such a node through the
+    registered plugin, whatever its version's preference between the two.
     """
-    kept = [f for f in model.functions if not _is_fftconv_name(f.domain, f.name)]
+    wanted = set(custom_op_nodes(model).values() if ops is None else ops)
+    kept = [f for f in model.functions if _base_op(f.domain, f.name) not in wanted]
     removed = len(model.functions) - len(kept)
     del model.functions[:]
     model.functions.extend(kept)
     return removed
+
+
+def strip_fftconv_functions(model: onnx.ModelProto) -> int:
+    """Remove every model-local FFTConv function (in place); returns how many were removed."""
+    return strip_custom_op_functions(model, [ONNX_OP_TYPE])
 
 
 def _elem_type(value_info: onnx.ValueInfoProto) -> int:
@@ -238,33 +266,36 @@ def cast_io_to_float32(model: onnx.ModelProto) -> bool:
 def prepare_onnx(model: onnx.ModelProto, variant: str, *, float32_io: bool = True) -> onnx.ModelProto:
     """The ONNX model TensorRT should parse for ``variant`` (a modified copy).
 
-    ``plugin``: every FFTConv node must carry the plugin attributes, and the FFTConv
-    functions are stripped (see :func:`strip_fftconv_functions`). Other variants: the
-    attributes are removed and each function overload gets a unique name, so the parser
-    inlines the body. ``float32_io``: an fp16-I/O export gets float32 I/O through Casts.
+    ``plugin``: every ``hyena`` custom-op node (FFTConv, RFFT2, IRFFT2) must carry the plugin
+    attributes, and the functions of those ops are stripped (see
+    :func:`strip_custom_op_functions`). Other variants: the attributes are removed and each
+    function overload gets a unique name, so the parser inlines the body. ``float32_io``: an
+    fp16-I/O export gets float32 I/O through Casts.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown FFTConv variant {variant!r}; expected one of {VARIANTS}")
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    nodes = [n for n in out.graph.node if _is_fftconv(n)]
+    nodes = [n for n in out.graph.node if _base_op(n.domain, n.op_type) is not None]
     if not nodes:
-        raise ValueError("the ONNX model has no hyena::FFTConv node: not a hyena_serve export")
+        raise ValueError(f"the ONNX model has no {ONNX_OP_DOMAIN} custom-op node (hyena::FFTConv, hyena::RFFT2, "
+                         "hyena::IRFFT2): not a hyena_serve export")
     for node in nodes:
         names = {a.name for a in node.attribute}
+        op = _base_op(node.domain, node.op_type)
         if variant == "plugin":
             missing = [a for a in PLUGIN_ATTRIBUTES if a not in names]
             if missing:
-                raise ValueError(f"FFTConv node {node.name!r} lacks {missing}: TensorRT would not pick the plugin")
+                raise ValueError(f"{op} node {node.name!r} lacks {missing}: TensorRT would not pick the plugin")
             # The plugin is looked up by op_type: per-overload names must not reach the parser.
-            node.op_type = ONNX_OP_TYPE
+            node.op_type = op
             node.overload = ""
         else:
             kept = [a for a in node.attribute if a.name not in PLUGIN_ATTRIBUTES]
             del node.attribute[:]
             node.attribute.extend(kept)
     if variant == "plugin":
-        strip_fftconv_functions(out)
+        strip_custom_op_functions(out)
     else:
         _unique_function_names(out)
     if float32_io:
@@ -273,19 +304,20 @@ def prepare_onnx(model: onnx.ModelProto, variant: str, *, float32_io: bool = Tru
 
 
 def _unique_function_names(model: onnx.ModelProto) -> None:
-    """Give every FFTConv function overload a name of its own (``FFTConv__<overload>``).
+    """Give every custom-op function overload a name of its own (``<op>__<overload>``, e.g.
+    ``FFTConv__2d_c64_...``).
 
     The exporter tells the per-plan bodies apart by the IR-10 ``overload`` field; a parser
     that looks functions up by (domain, name) only would take one body for every node. With
     unique names the file means the same to every consumer.
     """
     for fn in model.functions:
-        if fn.domain == ONNX_OP_DOMAIN and fn.name == ONNX_OP_TYPE and fn.overload:
-            fn.name = f"{ONNX_OP_TYPE}__{fn.overload}"
+        if fn.domain == ONNX_OP_DOMAIN and fn.overload:
+            fn.name = f"{fn.name}__{fn.overload}"
             fn.overload = ""
     for node in model.graph.node:
-        if node.domain == ONNX_OP_DOMAIN and node.op_type == ONNX_OP_TYPE and node.overload:
-            node.op_type = f"{ONNX_OP_TYPE}__{node.overload}"
+        if node.domain == ONNX_OP_DOMAIN and node.overload:
+            node.op_type = f"{node.op_type}__{node.overload}"
             node.overload = ""
 
 
@@ -370,61 +402,75 @@ class LayerRecord:
     plugin: str | None = None
 
 
-def check_plugin_layers(expected_nodes: Sequence[str], layers: Iterable[LayerRecord | tuple]) -> int:
-    """Check the parsed network has one FFTConv plugin layer per FFTConv node.
+def check_plugin_layers(expected_nodes: Sequence[str] | Mapping[str, str],
+                        layers: Iterable[LayerRecord | tuple]) -> int:
+    """Check the parsed network has one plugin layer of the right plugin per custom-op node.
 
-    A layer counts when it is a plugin layer (``PLUGIN*``) and either its plugin reports
-    :data:`PLUGIN_ID`, or, where the plugin could not be asked, the layer carries the name
-    of an FFTConv node (the parser names a node's layer after the node). Other plugins do
-    not count. Returns the count; raises :class:`PluginLayersMissing` naming what was found.
+    ``expected_nodes``: ``{node name: custom op}`` (:func:`custom_op_nodes`), or a list of
+    FFTConv node names. A layer counts for op ``X`` when it is a plugin layer (``PLUGIN*``)
+    and either its plugin reports :func:`plugin_id` of ``X``, or, where the plugin could not
+    be asked, the layer carries the name of an ``X`` node (the parser names a node's layer
+    after the node). Other plugins do not count, and one op's layers never stand in for
+    another's. Returns the total; raises :class:`PluginLayersMissing` naming what was found.
     """
     records = [r if isinstance(r, LayerRecord) else LayerRecord(*r) for r in layers]
-    expected = set(expected_nodes)
+    expected = (dict(expected_nodes) if isinstance(expected_nodes, Mapping)
+                else dict.fromkeys(expected_nodes, ONNX_OP_TYPE))
+    ops = sorted(set(expected.values()))
+    ids = {plugin_id(op): op for op in ops}
 
-    def is_fftconv(r: LayerRecord) -> bool:
+    def op_of(r: LayerRecord) -> str | None:
         if not r.kind.startswith("PLUGIN"):
-            return False
+            return None
         if r.plugin is not None:
-            return r.plugin == PLUGIN_ID
-        return r.name in expected
+            return ids.get(r.plugin)
+        return expected.get(r.name)
 
-    found = [r for r in records if is_fftconv(r)]
-    if len(found) == len(expected_nodes):
-        return len(found)
+    want = {op: sum(1 for v in expected.values() if v == op) for op in ops}
+    got = {op: 0 for op in ops}
+    for r in records:
+        op = op_of(r)
+        if op is not None:
+            got[op] += 1
+    if got == want:
+        return sum(got.values())
     kinds: dict[str, int] = {}
     for r in records:
         kinds[r.kind] = kinds.get(r.kind, 0) + 1
-    others = sorted({r.plugin or r.name for r in records if r.kind.startswith("PLUGIN") and not is_fftconv(r)})
+    others = sorted({r.plugin or r.name for r in records if r.kind.startswith("PLUGIN") and op_of(r) is None})
     cause = (
-        "TensorRT's ONNX parser imported the FFTConv nodes without the plugin: it inlines a "
+        "TensorRT's ONNX parser imported the custom-op nodes without the plugin: it inlines a "
         "model-local function when one is present (use the plugin variant, which strips them)"
     )
     if others:
         cause += f"; other plugin layers found: {others[:5]}"
-    raise PluginLayersMissing(
-        f"expected {len(expected_nodes)} FFTConv plugin layers ({PLUGIN_ID}), the network has {len(found)} "
-        f"(layers by type: {dict(sorted(kinds.items()))}). {cause}."
-    )
+    counts = "; ".join(f"expected {want[op]} {op} plugin layers ({plugin_id(op)}), the network has {got[op]}"
+                       for op in ops)
+    raise PluginLayersMissing(f"{counts} (layers by type: {dict(sorted(kinds.items()))}). {cause}.")
 
 
 def parse_failure(errors: Sequence[str], *, variant: str, onnx_path: os.PathLike | str,
-                  plugin_lib: os.PathLike | str | None = None, trt_version: str = "?") -> RuntimeError:
+                  plugin_lib: os.PathLike | str | None = None, trt_version: str = "?",
+                  ops: Sequence[str] = (ONNX_OP_TYPE,)) -> RuntimeError:
     """The exception for a failed parse, its one-line message naming the real cause.
 
-    With the FFTConv functions stripped (plugin variant), a missing plugin shows up as the
-    parser failing to import an FFTConv node ("Plugin not found" / "No importer registered"
-    / "Could not create the plugin"): the plugin is not registered (library not loaded or
-    it registered nothing), or it was built against another TensorRT version. That case is
-    a :class:`PluginLayersMissing`; anything else a plain RuntimeError.
+    With the custom-op functions stripped (plugin variant), a missing plugin shows up as the
+    parser failing to import one of the ``ops`` nodes ("Plugin not found" / "No importer
+    registered" / "Could not create the plugin"): the plugin is not registered (library not
+    loaded, it registered nothing, or it predates that op), or it was built against another
+    TensorRT version. That case is a :class:`PluginLayersMissing` naming the plugins the
+    parser mentions; anything else a plain RuntimeError.
     """
     text = "; ".join(e.strip() for e in errors if e and e.strip()) or "no error reported"
-    if variant == "plugin" and (ONNX_OP_TYPE in text or "plugin" in text.lower()):
+    named = [op for op in ops if op in text]
+    if variant == "plugin" and (named or "plugin" in text.lower()):
         lib = f" {plugin_lib}" if plugin_lib else ""
+        wanted = ", ".join(plugin_id(op) for op in (named or ops))
         return PluginLayersMissing(
-            f"TensorRT {trt_version}'s ONNX parser could not import the FFTConv nodes through the plugin "
-            f"{PLUGIN_ID}: the plugin is not registered (the library{lib} was not loaded, or registered no "
-            f"creator for {PLUGIN_ID}), or the library was built against another TensorRT version than "
-            f"{trt_version} (rebuild export/plugins/fftconv against it). Parser: {text}"
+            f"TensorRT {trt_version}'s ONNX parser could not import the {'/'.join(named or ops)} nodes through "
+            f"the plugin(s) {wanted}: not registered (the library{lib} was not loaded, or registered no "
+            f"creator for {wanted}: an older build?), or the library was built against another TensorRT version "
+            f"than {trt_version} (rebuild export/plugins/fftconv against it). Parser: {text}"
         )
     if variant == "native-dft" and "DFT" in text:
         return RuntimeError(f"TensorRT {trt_version} cannot import ONNX DFT (native-dft needs TensorRT >= "
@@ -561,7 +607,8 @@ def build_engine(onnx_path: Path, *, variant: str, res: int, batch: BatchProfile
         want = "an fp16-I/O export (export --fp16)" if precision.fp16_onnx else "a float32 export"
         raise ValueError(f"{onnx_path}: the {precision.mode} build needs {want}")
     model = prepare_onnx(source, variant)
-    expected = fftconv_node_names(model)
+    expected = custom_op_nodes(model)
+    ops = sorted(set(expected.values()))
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -572,13 +619,15 @@ def build_engine(onnx_path: Path, *, variant: str, res: int, batch: BatchProfile
     if not parser.parse(model.SerializeToString()):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise parse_failure(errors, variant=variant, onnx_path=onnx_path, plugin_lib=lib,
-                            trt_version=getattr(trt, "__version__", "?"))
+                            trt_version=getattr(trt, "__version__", "?"), ops=ops)
     layers = layer_records(network, trt)
     if variant == "plugin":
         found = check_plugin_layers(expected, layers)
-        log(f"[to_trt] network has {found} FFTConv plugin layers ({PLUGIN_ID}), one per hyena::FFTConv node")
+        per_op = ", ".join(f"{sum(1 for v in expected.values() if v == op)} {op} plugin layers ({plugin_id(op)})"
+                           for op in ops)
+        log(f"[to_trt] network has {per_op}: {found} in all, one per hyena custom-op node")
     else:
-        log(f"[to_trt] {variant}: {len(layers)} layers, FFTConv bodies inlined")
+        log(f"[to_trt] {variant}: {len(layers)} layers, custom-op bodies inlined")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
