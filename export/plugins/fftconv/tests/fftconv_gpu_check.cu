@@ -1,11 +1,12 @@
-// fftconv_gpu_check: the plugin's enqueue path on a GPU, without TensorRT.
+// fftconv_gpu_check: the plugins' enqueue paths on a GPU, without TensorRT.
 //
-// Runs what FFTConvPlugin does -- workspace sized like getWorkspaceSize (buffers + the cuFFT
+// FFTConv (modes 2d, 2d_circular, 1d_bidir): runs what FFTConvPlugin does -- workspace sized like getWorkspaceSize (buffers + the cuFFT
 // work area per batch level from queryWorkBytes), plans made like onShapeChange (ensurePlans;
 // their real work area must fit the reserve), then run() with the granted workspace on a
 // stream like enqueue -- and
 // compares the result with a direct convolution on the CPU (fftconv_reference.h):
-//   * every hpx_former_s18 stage shape (mode 2d) and hb_former_s18 stage shape (1d_bidir) at
+//   * every hpx_former_s18 stage shape (mode 2d), hb_former_s18 stage shape (1d_bidir) and
+//     gf_former_s18 stage shape (2d_circular, against a direct circular convolution) at
 //     224 px, plus odd sizes, fp32 and fp16 I/O (tolerance 1e-4 / 1e-2 relative to the
 //     largest reference value);
 //   * batch sizes 1 -> 8 -> 3 -> 8 on one set of plans, asserting through
@@ -14,6 +15,11 @@
 //   * one run captured in a CUDA graph (no plan made during capture), replayed, compared.
 // The GPU runs the full channel count; the CPU reference covers every channel where that
 // is cheap and a subset (printed) on the two largest stages of each model.
+// RFFT2 / IRFFT2: what SpectralPlugin does (R2C-only / C2R-only plans per batch level,
+// workspace from queryWorkBytes, runSpectral) at the aff_former_s18 stage shapes and odd
+// sizes (odd W and H, 1-row and 1-column maps), fp32/fp16, batch 1 -> 8 -> 3 -> 8 with the
+// plan count, against the DFT sums of fftconv_reference.h; IRFFT2 on random (non-Hermitian)
+// planar input, so the DC/Nyquist handling is checked too; plus the 1-byte-short workspace.
 //
 // Output: one line per case, then exactly "N passed, M failed"; exit 0 only if M == 0
 // (exit 2 when there is no usable CUDA device).
@@ -24,6 +30,8 @@
 #include "fftconv_core.h"
 #include "fftconv_kernels.cuh"
 #include "fftconv_reference.h"
+#include "spectral_core.h"
+#include "spectral_kernels.cuh"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
@@ -51,7 +59,7 @@ struct Shape
     int64_t w;
     int32_t kh; //!< 2d: Kh; 1d: 1
     int32_t kw; //!< 2d: Kw; 1d: K
-    bool s18;   //!< an hpx/hb_former_s18 stage shape at 224 px (benchmarked)
+    bool s18;   //!< an hpx/hb_former_s18 stage shape at 224 px (benchmarked; 2d_circular is not)
 };
 
 std::vector<Shape> shapes()
@@ -72,6 +80,14 @@ std::vector<Shape> shapes()
         {Mode::k2D, 5, 9, 6, 3, 5, false},
         {Mode::k1DBidir, 3, 3, 5, 1, 29, false},
         {Mode::k1DBidir, 7, 5, 3, 1, 9, false},
+        // gf_former_s18 @224 (2d_circular: the filter is the map, K = (H, W)), then odd sizes
+        {Mode::k2DCircular, 64, 56, 56, 56, 56, false},
+        {Mode::k2DCircular, 128, 28, 28, 28, 28, false},
+        {Mode::k2DCircular, 320, 14, 14, 14, 14, false},
+        {Mode::k2DCircular, 512, 7, 7, 7, 7, false},
+        {Mode::k2DCircular, 3, 7, 5, 7, 5, false},
+        {Mode::k2DCircular, 5, 9, 6, 9, 6, false},
+        {Mode::k2DCircular, 2, 1, 6, 1, 6, false},
     };
 }
 
@@ -79,7 +95,12 @@ Attributes attrsFor(Shape const& s)
 {
     Attributes a;
     a.mode = s.mode;
-    if (s.mode == Mode::k2D)
+    if (s.mode == Mode::k2DCircular)
+    {
+        a.kernelSize = {static_cast<int32_t>(s.h), static_cast<int32_t>(s.w)};
+        a.fftSize = a.kernelSize;
+    }
+    else if (s.mode == Mode::k2D)
     {
         a.kernelSize = {s.kh, s.kw};
         a.fftSize = {static_cast<int32_t>(std::max<int64_t>(2 * s.h, s.kh)),
@@ -96,7 +117,12 @@ Attributes attrsFor(Shape const& s)
 std::string describe(Shape const& s)
 {
     char buf[160];
-    if (s.mode == Mode::k2D)
+    if (s.mode == Mode::k2DCircular)
+    {
+        std::snprintf(buf, sizeof(buf), "2d_circular C=%lld %lldx%lld", static_cast<long long>(s.c),
+            static_cast<long long>(s.h), static_cast<long long>(s.w));
+    }
+    else if (s.mode == Mode::k2D)
     {
         std::snprintf(buf, sizeof(buf), "2d C=%lld %lldx%lld K=%dx%d", static_cast<long long>(s.c),
             static_cast<long long>(s.h), static_cast<long long>(s.w), s.kh, s.kw);
@@ -192,7 +218,7 @@ std::string setup(Problem& p, Shape const& s, bool withKf, std::mt19937& rng)
         v = nd(rng);
     }
     // Distinct filters where the CPU spectrum is cheap, else repeated every nFilters channels.
-    double const perFilter = s.mode == Mode::k2D
+    double const perFilter = s.mode != Mode::k1DBidir
         ? static_cast<double>(s.kh) * (s.kw + g.fftRows) * static_cast<double>(g.specCols)
         : static_cast<double>(s.kw) * static_cast<double>(g.specCols);
     p.nFilters = std::max<int64_t>(1, std::min<int64_t>(s.c, static_cast<int64_t>(4e8 / perFilter)));
@@ -300,7 +326,11 @@ std::vector<double> reference(Problem const& p, std::vector<int64_t> const& chan
         {
             size_t const off = static_cast<size_t>((b * s.c + c) * hw);
             float const* k = &p.filters[static_cast<size_t>((c % p.nFilters) * taps)];
-            if (s.mode == Mode::k2D)
+            if (s.mode == Mode::k2DCircular)
+            {
+                fftconv_ref::directCircularConv2d(&p.x[off], k, p.d[static_cast<size_t>(c)], s.h, s.w, &ref[off]);
+            }
+            else if (s.mode == Mode::k2D)
             {
                 fftconv_ref::directConv2d(&p.x[off], k, p.d[static_cast<size_t>(c)], s.h, s.w, s.kh, s.kw, &ref[off]);
             }
@@ -536,6 +566,263 @@ void checkShape(Shape const& s, cudaStream_t stream, std::mt19937& rng, bool wit
     destroyPlans(plans);
 }
 
+// ---- RFFT2 / IRFFT2 ---------------------------------------------------------------------------
+
+struct SpectralShape
+{
+    int64_t c; //!< real channels (RFFT2 input C, IRFFT2 output C)
+    int64_t h;
+    int64_t w;
+};
+
+std::vector<SpectralShape> spectralShapes()
+{
+    return {
+        // aff_former_s18 @224 stage maps
+        {64, 56, 56},
+        {128, 28, 28},
+        {320, 14, 14},
+        {512, 7, 7},
+        // odd sizes: odd W (no Nyquist column), odd H, non-square, 1-row and 1-column maps
+        {3, 5, 7},
+        {2, 6, 5},
+        {5, 9, 9},
+        {4, 1, 6},
+        {2, 4, 1},
+    };
+}
+
+//! One direction at one shape: batch 1 -> 8 -> 3 -> 8, fp32 and fp16, one set of plans.
+void checkSpectral(SpectralShape const& s, Direction dir, cudaStream_t stream, std::mt19937& rng)
+{
+    constexpr int64_t kMaxBatch = 8;
+    bool const fwd = dir == Direction::kForward;
+    SpectralAttributes a;
+    a.height = static_cast<int32_t>(s.h);
+    a.width = static_cast<int32_t>(s.w);
+    int64_t const half = a.specCols();
+    int64_t const xc = fwd ? s.c : 2 * s.c;
+    int64_t const xw = fwd ? s.w : half;
+    int64_t const yc = fwd ? 2 * s.c : s.c;
+    int64_t const yw = fwd ? half : s.w;
+    char nameBuf[128];
+    std::snprintf(nameBuf, sizeof(nameBuf), "%s C=%lld %lldx%lld", fwd ? "RFFT2" : "IRFFT2",
+        static_cast<long long>(s.c), static_cast<long long>(s.h), static_cast<long long>(s.w));
+    std::string const name = nameBuf;
+
+    int64_t const xMax[4] = {kMaxBatch, xc, s.h, xw};
+    Geometry gMax{};
+    Result const pr = planSpectralGeometry(dir, a, xMax, gMax);
+    if (!pr.ok())
+    {
+        report(false, name + ": planSpectralGeometry: " + pr.message);
+        return;
+    }
+    size_t const nx = static_cast<size_t>(kMaxBatch * xc * s.h * xw);
+    size_t const ny = static_cast<size_t>(kMaxBatch * yc * s.h * yw);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(nx);
+    std::vector<__half> xh(nx);
+    for (size_t i = 0; i < nx; ++i)
+    {
+        xh[i] = __float2half_rn(nd(rng));
+        x[i] = __half2float(xh[i]); // exactly representable in fp16: both runs see the same input
+    }
+
+    // Workspace as SpectralPlugin::getWorkspaceSize for max batch 8 (one direction's plans).
+    std::vector<int64_t> table(static_cast<size_t>(planLevels(kMaxBatch)), 0);
+    KernelResult k = queryWorkBytes(gMax, static_cast<int32_t>(table.size()), table.data(), planDirections(dir));
+    if (!k.ok())
+    {
+        report(false, name + ": queryWorkBytes: " + kernelMsg(k));
+        return;
+    }
+    bool covered = false;
+    size_t const wsBytes = workspaceLayout(gMax, workReserveFor(table, kMaxBatch, covered)).totalBytes;
+    DevBuf dx, dxh, dy, dyh, dws;
+    cudaError_t e = dx.alloc(nx * sizeof(float));
+    if (e == cudaSuccess) e = dxh.alloc(nx * sizeof(__half));
+    if (e == cudaSuccess) e = dy.alloc(ny * sizeof(float));
+    if (e == cudaSuccess) e = dyh.alloc(ny * sizeof(__half));
+    if (e == cudaSuccess) e = dws.alloc(wsBytes);
+    if (e == cudaSuccess) e = cudaMemcpy(dx.p, x.data(), nx * sizeof(float), cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = cudaMemcpy(dxh.p, xh.data(), nx * sizeof(__half), cudaMemcpyHostToDevice);
+    if (e != cudaSuccess)
+    {
+        report(false, name + ": device set-up: " + cudaMsg(e));
+        return;
+    }
+
+    // Reference (DFT sums, double) on every channel where cheap, else a spread subset.
+    double const perPlane = static_cast<double>(s.h * half) * static_cast<double>(s.h * s.w);
+    std::vector<int64_t> channels;
+    if (perPlane * static_cast<double>(kMaxBatch * s.c) <= 2.5e8)
+    {
+        for (int64_t c = 0; c < s.c; ++c)
+        {
+            channels.push_back(c);
+        }
+    }
+    else
+    {
+        for (int64_t c : std::set<int64_t>{0, 1, 2, 3, s.c / 2 + 1, s.c - 1})
+        {
+            channels.push_back(c);
+        }
+    }
+    std::string const chText = channelsText(channels, s.c);
+    int64_t const xPlane = s.h * xw;
+    int64_t const yPlane = s.h * yw;
+    std::vector<double> ref(ny, 0.0);
+    std::vector<int64_t> outChannels; // output channels of one image that the reference fills
+    for (int64_t c : channels)
+    {
+        outChannels.push_back(c);
+        if (fwd)
+        {
+            outChannels.push_back(s.c + c);
+        }
+    }
+    for (int64_t b = 0; b < kMaxBatch; ++b)
+    {
+        for (int64_t c : channels)
+        {
+            if (fwd)
+            {
+                std::vector<fftconv_ref::cd> const sp
+                    = fftconv_ref::rfft2Ortho(&x[static_cast<size_t>((b * xc + c) * xPlane)], s.h, s.w);
+                for (int64_t i = 0; i < yPlane; ++i)
+                {
+                    ref[static_cast<size_t>((b * yc + c) * yPlane + i)] = sp[static_cast<size_t>(i)].real();
+                    ref[static_cast<size_t>((b * yc + s.c + c) * yPlane + i)] = sp[static_cast<size_t>(i)].imag();
+                }
+            }
+            else
+            {
+                std::vector<fftconv_ref::cd> sp(static_cast<size_t>(xPlane));
+                for (int64_t i = 0; i < xPlane; ++i)
+                {
+                    sp[static_cast<size_t>(i)] = fftconv_ref::cd(x[static_cast<size_t>((b * xc + c) * xPlane + i)],
+                        x[static_cast<size_t>((b * xc + s.c + c) * xPlane + i)]);
+                }
+                std::vector<double> const r = fftconv_ref::irfft2Ortho(sp.data(), s.h, s.w);
+                std::copy(r.begin(), r.end(), ref.begin() + (b * yc + c) * yPlane);
+            }
+        }
+    }
+
+    FftPlans plans;
+    std::set<int64_t> seen;
+    int64_t const before = cufftPlansCreated();
+    for (bool fp16 : {false, true})
+    {
+        double const tol = fp16 ? 1e-2 : 1e-4;
+        for (int64_t batch : {1, 8, 3, 8})
+        {
+            int64_t const xd[4] = {batch, xc, s.h, xw};
+            Geometry g{};
+            planSpectralGeometry(dir, a, xd, g); // validated for the max batch already
+            char head[256];
+            std::snprintf(head, sizeof(head), "%s %s batch=%lld", name.c_str(), fp16 ? "fp16" : "fp32",
+                static_cast<long long>(batch));
+            int64_t const c0 = cufftPlansCreated();
+            k = ensurePlans(g, plans, nullptr, planDirections(dir));
+            int64_t const made = cufftPlansCreated() - c0;
+            bool const firstOfSize = seen.insert(batch).second;
+            if (!k.ok())
+            {
+                report(false, std::string(head) + ": ensurePlans: " + kernelMsg(k));
+                continue;
+            }
+            size_t const needWork = plansWorkBytes(plans, batch, covered);
+            size_t const reserved = workReserveFor(table, batch, covered);
+            SpectralLaunchArgs la;
+            la.dir = dir;
+            la.geom = g;
+            la.io = fp16 ? IoType::kFloat16 : IoType::kFloat32;
+            la.x = fp16 ? dxh.p : dx.p;
+            la.y = fp16 ? dyh.p : dy.p;
+            la.workspace = dws.p;
+            la.workspaceBytes = workspaceLayout(g, reserved).totalBytes;
+            e = cudaMemsetAsync(la.y, 0xFF, fp16 ? dyh.bytes : dy.bytes, stream); // NaN patterns
+            k = runSpectral(la, plans, stream);
+            if (e == cudaSuccess)
+            {
+                e = cudaStreamSynchronize(stream);
+            }
+            double rel = NAN;
+            if (k.ok() && e == cudaSuccess)
+            {
+                size_t const n = static_cast<size_t>(batch * yc * yPlane);
+                std::vector<double> got(n);
+                if (fp16)
+                {
+                    std::vector<__half> y(n);
+                    e = cudaMemcpy(y.data(), dyh.p, n * sizeof(__half), cudaMemcpyDeviceToHost);
+                    std::transform(y.begin(), y.end(), got.begin(), [](__half v) { return __half2float(v); });
+                }
+                else
+                {
+                    std::vector<float> y(n);
+                    e = cudaMemcpy(y.data(), dy.p, n * sizeof(float), cudaMemcpyDeviceToHost);
+                    std::copy(y.begin(), y.end(), got.begin());
+                }
+                double num = 0;
+                double den = 0;
+                bool finite = true;
+                for (int64_t b = 0; b < batch; ++b)
+                {
+                    for (int64_t oc : outChannels)
+                    {
+                        size_t const off = static_cast<size_t>((b * yc + oc) * yPlane);
+                        for (int64_t i = 0; i < yPlane; ++i)
+                        {
+                            double const gv = got[off + static_cast<size_t>(i)];
+                            double const wv = ref[off + static_cast<size_t>(i)];
+                            finite = finite && std::isfinite(gv);
+                            num = std::max(num, std::fabs(gv - wv));
+                            den = std::max(den, std::fabs(wv));
+                        }
+                    }
+                }
+                rel = finite && e == cudaSuccess ? num / std::max(den, 1e-30) : NAN;
+            }
+            bool const replanned = !firstOfSize && made != 0;
+            bool const ok = k.ok() && e == cudaSuccess && rel <= tol && !replanned && needWork <= reserved;
+            char line[512];
+            std::snprintf(line, sizeof(line),
+                "%s: rel err %.3g (tol %g), cuFFT plans made %lld%s, work area %zu of %zu reserved bytes [%s]%s%s",
+                head, rel, tol, static_cast<long long>(made),
+                replanned ? " AFTER THE FIRST CALL OF THIS BATCH SIZE" : "", needWork, reserved, chText.c_str(),
+                k.ok() ? "" : (" run: " + kernelMsg(k)).c_str(), e == cudaSuccess ? "" : (" " + cudaMsg(e)).c_str());
+            report(ok, line);
+        }
+    }
+    int64_t const total = cufftPlansCreated() - before;
+    int64_t const expected = planLevels(kMaxBatch);
+    report(total == expected,
+        name + ": cuFFT plans made over 8 calls (batch 1,8,3,8 x fp32,fp16): " + std::to_string(total) + " (expected "
+            + std::to_string(expected) + ": one " + (fwd ? "R2C" : "C2R") + " plan per batch level 1,2,4,8)");
+    {
+        int64_t const xd[4] = {3, xc, s.h, xw};
+        Geometry g{};
+        planSpectralGeometry(dir, a, xd, g);
+        SpectralLaunchArgs la;
+        la.dir = dir;
+        la.geom = g;
+        la.x = dx.p;
+        la.y = dy.p;
+        la.workspace = dws.p;
+        size_t const need = workspaceLayout(g, plansWorkBytes(plans, 3, covered)).totalBytes;
+        la.workspaceBytes = need - 1;
+        k = runSpectral(la, plans, stream);
+        report(k.status == KernelStatus::kInvalidArgument,
+            name + ": runSpectral() with a workspace 1 byte short of " + std::to_string(need) + " is refused ("
+                + kernelMsg(k) + ")");
+    }
+    destroyPlans(plans);
+}
+
 int bench(cudaStream_t stream, int reps, std::mt19937& rng)
 {
     int status = 0;
@@ -590,7 +877,7 @@ int bench(cudaStream_t stream, int reps, std::mt19937& rng)
                 std::sort(ms.begin(), ms.end());
                 double const median = ms.size() % 2 ? ms[ms.size() / 2]
                                                     : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
-                std::string kernel = s.mode == Mode::k2D
+                std::string kernel = s.mode != Mode::k1DBidir
                     ? "[" + std::to_string(s.kh) + ", " + std::to_string(s.kw) + "]"
                     : "[" + std::to_string(s.kw) + "]";
                 std::printf("{\"mode\": \"%s\", \"channels\": %lld, \"spatial\": [%lld, %lld], \"kernel\": %s, "
@@ -612,7 +899,7 @@ void usage()
 {
     std::printf(
         "usage: fftconv_gpu_check [--bench-json [--reps N]]\n"
-        "  (no flag)     check the FFTConv enqueue path on the GPU against a CPU direct convolution;\n"
+        "  (no flag)     check the FFTConv, RFFT2 and IRFFT2 enqueue paths on the GPU against CPU references;\n"
         "                prints one line per case and 'N passed, M failed'; exit 0 only if all pass\n"
         "  --bench-json  time the plugin kernels (median of N runs, default 50) at batch 1 and 8 for\n"
         "                every S18 stage shape, fp32 and fp16; one JSON object per line\n");
@@ -686,6 +973,11 @@ int main(int argc, char** argv)
         // The graph capture runs once per mode, on the second stage shape.
         bool const graph = s.s18 && s.c == 128;
         checkShape(s, stream, rng, graph);
+    }
+    for (SpectralShape const& s : spectralShapes())
+    {
+        checkSpectral(s, Direction::kForward, stream, rng);
+        checkSpectral(s, Direction::kInverse, stream, rng);
     }
     cudaStreamDestroy(stream);
     std::printf("%d passed, %d failed\n", gPassed, gFailed);
