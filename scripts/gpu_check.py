@@ -6,8 +6,9 @@ the path with ``PYTHONPATH=.``), in order and within one time budget (8 minutes)
 
 1. build the FFTConv plugin's core and CUDA kernels without TensorRT
    (``-DFFTCONV_WITH_TENSORRT=OFF``, target ``fftconv_gpu_check``) under ``build/gpu-check/``;
-2. run ``fftconv_gpu_check``: the plugin's enqueue path against the CPU reference at every
-   S18 stage shape, fp32/fp16, batch 1→8→3→8 with a plan-creation count, CUDA graph capture;
+2. run ``fftconv_gpu_check``: the plugins' enqueue paths (FFTConv in modes 2d, 2d_circular,
+   1d_bidir; RFFT2; IRFFT2) against the CPU references at every S18 stage shape and odd
+   sizes, fp32/fp16, batch 1→8→3→8 with a plan-creation count, CUDA graph capture;
 3. ``pytest -m gpu`` with ``HYENA_REQUIRE_GPU=1`` on the test files that hold GPU tests:
    a skipped GPU test fails, except for want of TensorRT on a host without it;
 4. ``python -m bench gpu`` (op and model level, JSON + Markdown + PNG in ``bench/out/gpu``).
