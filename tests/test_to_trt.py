@@ -285,6 +285,34 @@ def test_function_body_variants_name_every_custom_op_overload():
     assert all("plugin_version" not in {a.name for a in n.attribute} for n in spectral)
 
 
+
+def test_exported_circular_and_spectral_nodes_reach_the_parser_as_the_plugins_read_them():
+    # The exporter's own nodes (not stand-ins): after prepare_onnx the parser sees op types the
+    # library registers, the fields the creators read, and a Kf of the shape the circular
+    # FFTConv plugin checks (C, H, W//2+1, 2); no body is left to inline.
+    from hyena_serve.contract import IRFFT2_PLUGIN_NAME, MODE_2D_CIRCULAR, RFFT2_PLUGIN_NAME
+    from hyena_serve.exporting import spectral_onnx
+
+    plan = plan_fft(MODE_2D_CIRCULAR, 7, 5)
+    kf = np.zeros((3, *plan.spectrum_shape, 2), np.float32)
+    circular = trtb.prepare_onnx(standalone_model(plan, kf, np.ones(3, np.float32)), "plugin")
+    (node,) = circular.graph.node
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    assert node.op_type == trtb.PLUGIN_NAME and attrs["mode"] == MODE_2D_CIRCULAR.encode()
+    assert list(attrs["kernel_size"]) == list(attrs["fft_size"]) == list(attrs["spatial_size"]) == [7, 5]
+    (kf_init,) = [t for t in circular.graph.initializer if t.name == node.input[1]]
+    assert list(kf_init.dims) == [3, 7, 3, 2]
+    assert not circular.functions
+    for op, plugin in (("RFFT2", RFFT2_PLUGIN_NAME), ("IRFFT2", IRFFT2_PLUGIN_NAME)):
+        model = spectral_onnx.standalone_model(op, 4, (6, 5))
+        prepared = trtb.prepare_onnx(model, "plugin")
+        (node,) = prepared.graph.node
+        assert node.op_type == plugin and not node.overload and not prepared.functions
+        assert trtb.custom_op_nodes(prepared) == {node.name: plugin}
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert list(attrs["spatial_size"]) == [6, 5] and attrs["plugin_version"] == PLUGIN_VERSION.encode()
+
+
 # --- precision recipe by capability ------------------------------------------------------------
 
 

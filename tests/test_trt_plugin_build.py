@@ -131,12 +131,11 @@ def test_plugin_names_match_contract():
     assert f'kPluginVersion = "{contract.PLUGIN_VERSION}"' in header
     assert f'kModeName2D = "{contract.MODE_2D}"' in header
     assert f'kModeName1DBidir = "{contract.MODE_1D_BIDIR}"' in header
-    # The circular mode's name is the contract's once the contract names it (the torch/ONNX
-    # side adds it); until then the plugin's spelling is the one documented in its README.
-    circular = getattr(contract, "MODE_2D_CIRCULAR", "2d_circular")
-    assert f'kModeName2DCircular = "{circular}"' in header
+    assert f'kModeName2DCircular = "{contract.MODE_2D_CIRCULAR}"' in header
+    assert f'kFieldSpatialSize = "spatial_size"' in header
     spectral = (PLUGIN_DIR / "spectral_core.h").read_text()
-    assert 'kRfft2PluginName = "RFFT2"' in spectral and 'kIrfft2PluginName = "IRFFT2"' in spectral
+    assert f'kRfft2PluginName = "{contract.RFFT2_PLUGIN_NAME}"' in spectral
+    assert f'kIrfft2PluginName = "{contract.IRFFT2_PLUGIN_NAME}"' in spectral
 
 
 def test_core_builds_and_passes(tmp_path):
