@@ -113,7 +113,7 @@ def export_mixer(mixer, example) -> bytes:
 
     import torch
 
-    from hyena_serve.exporting import fftconv_onnx
+    from hyena_serve.exporting import onnx_export
 
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
@@ -121,9 +121,9 @@ def export_mixer(mixer, example) -> bytes:
         exported = torch.onnx.export(
             mixer, (example,), dynamo=True, verbose=False, optimize=True, input_names=["X"], output_names=["Y"],
             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-            custom_translation_table=fftconv_onnx.translation_table())
+            custom_translation_table=onnx_export.custom_translation_table())
     model = exported.model_proto
-    fftconv_onnx.attach_functions(model, "matmul")
+    onnx_export.attach_custom_functions(model, "matmul")
     return model.SerializeToString()
 
 

@@ -121,6 +121,20 @@ class ExportResult:
     overloads: dict[str, str]
 
 
+def custom_translation_table() -> dict:
+    """The dynamo exporter's translations of every hyena custom op: FFTConv and the
+    RFFT2/IRFFT2 pair (AFF mixers)."""
+    return {**fftconv_onnx.translation_table(), **spectral_onnx.translation_table()}
+
+
+def attach_custom_functions(onnx_model: onnx.ModelProto, body: str) -> dict[str, str]:
+    """Attach the function bodies of every hyena custom op node (in place); returns the
+    FFTConv overloads' body kinds ({overload: strategy})."""
+    kinds = fftconv_onnx.attach_functions(onnx_model, body)
+    spectral_onnx.attach_functions(onnx_model, body)
+    return kinds
+
+
 def export_onnx(model: torch.nn.Module, res: int, out: str | os.PathLike, *, preprocess=None,
                 opset: int = ONNX_OPSET, fp16: bool = False, body: str = "matmul", check: bool = True,
                 progress: bool = True, inline: bool = False) -> ExportResult:
@@ -165,12 +179,10 @@ def export_onnx(model: torch.nn.Module, res: int, out: str | os.PathLike, *, pre
                 net, (dummy,), dynamo=True, opset_version=opset, verbose=False, optimize=True,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                custom_translation_table={**fftconv_onnx.translation_table(),
-                                          **spectral_onnx.translation_table()})
+                custom_translation_table=custom_translation_table())
         onnx_model = exported.model_proto
     with prog.step(f"attach hyena::FFTConv functions (body={body})"):
-        kinds = fftconv_onnx.attach_functions(onnx_model, body)
-        spectral_onnx.attach_functions(onnx_model, body)  # hyena::RFFT2/IRFFT2 (AFF mixers)
+        kinds = attach_custom_functions(onnx_model, body)
         structural_check(onnx_model, net, infos)
     if progress:
         print(f"[export] {len(infos)} FFTConv nodes, overloads: "
