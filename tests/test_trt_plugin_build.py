@@ -155,6 +155,104 @@ GLUE_SOURCES = ("fftconv_plugin.cpp", "spectral_plugin.cpp", "plugin_common.cpp"
 CORE_SOURCES = ("fftconv_core.cpp", "spectral_core.cpp")
 
 
+# ---- the plugin's CPU emulation against the torch ops of the same contract -------------------
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory) -> Path:
+    """tests/fftconv_emulate.cpp built: the plugins' planning + kernel index math (emulated
+    with a naive DFT in double precision) as a stdin -> stdout filter."""
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("g++ not installed: cannot build the FFTConv emulator")
+    exe = tmp_path_factory.mktemp("emulate") / "fftconv_emulate"
+    _run([cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{PLUGIN_DIR}",
+          *(PLUGIN_DIR / src for src in CORE_SOURCES), PLUGIN_DIR / "tests" / "fftconv_emulate.cpp", "-o", exe])
+    return exe
+
+
+def _emulate(exe: Path, header: str, *arrays) -> "np.ndarray":
+    import numpy as np
+
+    data = header.encode() + b"\n" + b"".join(np.ascontiguousarray(a, np.float32).tobytes() for a in arrays)
+    proc = subprocess.run([str(exe)], input=data, capture_output=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return np.frombuffer(proc.stdout, np.float64)
+
+
+# The emulation computes in double but, like the kernels, applies the transform scale as a
+# float32 constant (1/sqrt(H*W) or 1/(Nh*Nw), relative rounding <= 6e-8): hence 1e-6, far
+# below any layout, scale or DC/Nyquist mistake (those are O(1)).
+TOL_EMULATION = 1e-6
+
+
+def _rel(got, want) -> float:
+    import numpy as np
+
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+# Shapes: even/odd W and H, 1-row and 1-column maps.
+SPECTRAL_SHAPES = [(2, 3, 5, 7), (1, 2, 6, 4), (2, 1, 9, 9), (1, 1, 1, 6), (2, 2, 4, 1)]
+
+
+@pytest.mark.parametrize("n, c, h, w", SPECTRAL_SHAPES)
+def test_emulated_rfft2_irfft2_match_the_torch_ops(emulator, n, c, h, w):
+    """The plugins' RFFT2/IRFFT2 pipelines (planar layout, ortho scale, DC/Nyquist handling on
+    a non-Hermitian spectrum) agree with torch.ops.hyena.rfft2/irfft2 in float64."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    import hyena_serve.ops  # noqa: F401  (registers torch.ops.hyena.*)
+
+    rng = np.random.default_rng(h * 31 + w)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    got = _emulate(emulator, f"rfft2 {n} {c} {h} {w}", x)
+    want = torch.ops.hyena.rfft2(torch.from_numpy(x).double()).numpy()
+    assert got.shape == (want.size,) and _rel(got, want.ravel()) < TOL_EMULATION
+    spec = rng.standard_normal((n, 2 * c, h, w // 2 + 1)).astype(np.float32)  # not Hermitian
+    got = _emulate(emulator, f"irfft2 {n} {c} {h} {w}", spec)
+    want = torch.ops.hyena.irfft2(torch.from_numpy(spec).double(), w).numpy()
+    assert got.shape == (want.size,) and _rel(got, want.ravel()) < TOL_EMULATION
+
+
+@pytest.mark.parametrize("mode, n, c, h, w, kernel", [
+    ("2d_circular", 2, 3, 7, 5, None), ("2d_circular", 1, 2, 6, 6, None), ("2d_circular", 2, 2, 1, 1, None),
+    ("2d_circular", 1, 2, 1, 6, None), ("2d", 2, 2, 5, 6, (3, 5)), ("1d_bidir", 1, 2, 3, 4, 7),
+])
+def test_emulated_fftconv_matches_the_torch_op(emulator, mode, n, c, h, w, kernel):
+    """FFTConv's pipeline as the plugin plans it (crop start 0 in 2d_circular, k//2 in the
+    linear modes) agrees with torch.ops.hyena.fft_conv on the exporter's Kf, in float64."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    import hyena_serve.ops  # noqa: F401
+    from hyena_serve.ops.spectrum import filter_spectrum
+
+    plan = contract.plan_fft(mode, h, w, kernel)
+    rng = np.random.default_rng(7 * h + w)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    k = torch.from_numpy(rng.standard_normal((c, *plan.kernel))).double()
+    kf = filter_spectrum(k, plan).float().numpy()
+    d = rng.standard_normal(c).astype(np.float32)
+    header = (f"fftconv {mode} {n} {c} {h} {w} {len(plan.kernel)} {' '.join(map(str, plan.kernel))} "
+              f"{len(plan.fft)} {' '.join(map(str, plan.fft))}")
+    got = _emulate(emulator, header, x, kf, d)
+    want = torch.ops.hyena.fft_conv(torch.from_numpy(x).double(), torch.from_numpy(kf).double(),
+                                    torch.from_numpy(d).double(), mode, list(plan.kernel), list(plan.fft)).numpy()
+    assert got.shape == (want.size,) and _rel(got, want.ravel()) < TOL_EMULATION
+
+
+def test_emulator_refuses_what_the_plugin_refuses(emulator):
+    # A circular node whose map is not the transform, and a transform of no channels.
+    data = b"fftconv 2d_circular 1 1 4 4 2 3 3 2 3 3\n" + bytes(4 * 64)
+    proc = subprocess.run([str(emulator)], input=data, capture_output=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 1 and b"must equal fft_size" in proc.stderr
+    proc = subprocess.run([str(emulator)], input=b"rfft2 1 0 4 4\n", capture_output=True, timeout=TIMEOUT,
+                          check=False)
+    assert proc.returncode == 1 and b"C,H,W>=1" in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def cuda_kernels(tmp_path_factory):
     """Compiles the CUDA sources once: (object paths, cufft include, cufft lib dir)."""
