@@ -5,6 +5,9 @@ What runs on a CPU host:
 - the CPU core + its test program (g++), run: planning, validation, workspace sizes,
   serialisation, and CPU emulations of the kernel pipelines against a direct (linear or
   circular) convolution and against the RFFT2/IRFFT2 DFT sums;
+- the same emulations (tests/fftconv_emulate.cpp) against ``torch.ops.hyena.rfft2`` /
+  ``irfft2`` / ``fft_conv`` (float64) at odd, 1-row, 1-column and 1x1 sizes: the plugins and
+  the torch ops implement one contract (layout, scale, crop start, DC/Nyquist handling);
 - the CUDA sources compiled with nvcc (sm_80 object, compute_90 PTX) against cufft.h from
   the ``nvidia-cufft`` wheel or the CUDA toolkit;
 - the TensorRT glue, only where TensorRT headers exist (TENSORRT_ROOT / TensorRT_INCLUDE_DIR
