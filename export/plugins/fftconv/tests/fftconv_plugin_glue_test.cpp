@@ -15,8 +15,10 @@
 #include "test_check.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -165,6 +167,111 @@ public:
 #endif
 };
 
+// A stand-in for TensorRT's expression builder (the interfaces are thin wrappers around
+// apiv:: implementations, which a test can provide): constants, and operations that fold
+// when both operands are constant and otherwise record what they were asked.
+class MockExpr : public IDimensionExpr
+{
+public:
+    MockExpr(bool isConst, int64_t value, DimensionOperation op = DimensionOperation::kSUM,
+        IDimensionExpr const* first = nullptr, IDimensionExpr const* second = nullptr)
+        : op(op)
+        , first(first)
+        , second(second)
+        , mState(isConst, value)
+    {
+        mImpl = &mState;
+    }
+    ~MockExpr() noexcept override = default;
+
+    DimensionOperation op;
+    IDimensionExpr const* first;
+    IDimensionExpr const* second;
+
+private:
+    struct State : apiv::VDimensionExpr
+    {
+        State(bool c, int64_t v)
+            : isConst(c)
+            , value(v)
+        {
+        }
+        bool isConstant() const override { return isConst; }
+        int64_t getConstantValue() const override { return isConst ? value : INT64_MIN; }
+        bool isSizeTensor() const override { return false; }
+        bool isConst;
+        int64_t value;
+    } mState;
+};
+
+class MockExprBuilder : public IExprBuilder
+{
+public:
+    MockExprBuilder()
+        : mState(this)
+    {
+        mImpl = &mState;
+    }
+    ~MockExprBuilder() noexcept override = default;
+
+    //! An input dimension: a constant, or symbolic when value < 0.
+    IDimensionExpr const* dim(int64_t value) { return make(value >= 0, value); }
+
+    IDimensionExpr const* make(bool isConst, int64_t value, DimensionOperation op = DimensionOperation::kSUM,
+        IDimensionExpr const* a = nullptr, IDimensionExpr const* b = nullptr)
+    {
+        exprs.push_back(std::make_unique<MockExpr>(isConst, value, op, a, b));
+        return exprs.back().get();
+    }
+
+    std::vector<std::unique_ptr<MockExpr>> exprs;
+
+private:
+    struct State : apiv::VExprBuilder
+    {
+        explicit State(MockExprBuilder* o)
+            : owner(o)
+        {
+        }
+        IDimensionExpr const* constant(int64_t value) override { return owner->make(true, value); }
+        IDimensionExpr const* operation(
+            DimensionOperation op, IDimensionExpr const& a, IDimensionExpr const& b) override
+        {
+            if (a.isConstant() && b.isConstant())
+            {
+                int64_t const x = a.getConstantValue();
+                int64_t const y = b.getConstantValue();
+                int64_t const v = op == DimensionOperation::kPROD ? x * y
+                    : op == DimensionOperation::kFLOOR_DIV        ? x / y
+                                                                  : INT64_MIN; // not used by the plugins
+                return owner->make(true, v, op, &a, &b);
+            }
+            return owner->make(false, 0, op, &a, &b);
+        }
+        IDimensionExpr const* declareSizeTensor(int32_t, IDimensionExpr const&, IDimensionExpr const&) override
+        {
+            return nullptr;
+        }
+        MockExprBuilder* owner;
+    } mState;
+};
+
+DimsExprs dimsExprs(MockExprBuilder& eb, std::vector<int64_t> const& dims)
+{
+    DimsExprs e{};
+    e.nbDims = static_cast<int32_t>(dims.size());
+    for (size_t i = 0; i < dims.size(); ++i)
+    {
+        e.d[i] = eb.dim(dims[i]);
+    }
+    return e;
+}
+
+bool isConst(IDimensionExpr const* e, int64_t v)
+{
+    return e != nullptr && e->isConstant() && e->getConstantValue() == v;
+}
+
 bool haveGpuHost()
 {
     int deviceCount = 0;
@@ -241,6 +348,16 @@ void checkCircular(IPluginCreatorV3One* creator)
         tensor({320, 14, 8, 2}, DataType::kFLOAT), tensor({320}, DataType::kFLOAT),
         tensor({-1, 320, 14, 14}, DataType::kHALF, {8, 320, 14, 14})};
     CHECK(build->configurePlugin(io.data(), 3, io.data() + 3, 1) == 0);
+    {
+        // getOutputShapes: Y is X's shape; a known map other than fft_size is refused.
+        MockExprBuilder eb;
+        DimsExprs in[3] = {dimsExprs(eb, {-1, 320, 14, 14}), dimsExprs(eb, {320, 14, 8, 2}), dimsExprs(eb, {320})};
+        DimsExprs out[1]{};
+        CHECK(build->getOutputShapes(in, 3, nullptr, 0, out, 1, eb) == 0);
+        CHECK(out[0].nbDims == 4 && out[0].d[0] == in[0].d[0] && out[0].d[3] == in[0].d[3]);
+        in[0] = dimsExprs(eb, {-1, 320, 14, 13});
+        CHECK(build->getOutputShapes(in, 3, nullptr, 0, out, 1, eb) != 0);
+    }
     size_t const buffers = size_t{8} * 320 * 14 * 14 * 4 + size_t{8} * 320 * 14 * 8 * 8; // no padding
     size_t const ws = build->getWorkspaceSize(io.data(), 3, io.data() + 3, 1);
     CHECK(ws >= buffers && (ws - buffers) % kWorkspaceAlignment == 0 && plugin->workTable().size() == 4);
@@ -335,6 +452,26 @@ void checkSpectral(IPluginCreatorV3One* creator, Direction dir)
     CHECK(!build->supportsFormatCombination(0, io.data(), 1, 1));
     io[0].desc.format = TensorFormat::kLINEAR;
     CHECK(!build->supportsFormatCombination(2, io.data(), 1, 1));
+
+    // getOutputShapes: the batch passes through, C doubles (RFFT2) or halves (IRFFT2), H and
+    // W come from spatial_size; a symbolic C gives an expression, a known one a constant.
+    {
+        MockExprBuilder eb;
+        DimsExprs in[1] = {dimsExprs(eb, fwd ? std::vector<int64_t>{-1, 320, 14, 7} : std::vector<int64_t>{-1, 640, 14, 4})};
+        DimsExprs out[1]{};
+        CHECK(build->getOutputShapes(in, 1, nullptr, 0, out, 1, eb) == 0);
+        CHECK(out[0].nbDims == 4 && out[0].d[0] == in[0].d[0] && !out[0].d[0]->isConstant());
+        CHECK(isConst(out[0].d[1], fwd ? 640 : 320) && isConst(out[0].d[2], 14) && isConst(out[0].d[3], fwd ? 4 : 7));
+        in[0] = dimsExprs(eb, fwd ? std::vector<int64_t>{2, -1, 14, 7} : std::vector<int64_t>{2, -1, 14, 4});
+        CHECK(build->getOutputShapes(in, 1, nullptr, 0, out, 1, eb) == 0);
+        auto const* c = static_cast<MockExpr const*>(out[0].d[1]);
+        CHECK(c != nullptr && !c->isConstant() && c->first == in[0].d[1] && isConst(c->second, 2)
+            && c->op == (fwd ? DimensionOperation::kPROD : DimensionOperation::kFLOOR_DIV));
+        CHECK(isConst(out[0].d[0], 2) && isConst(out[0].d[3], fwd ? 4 : 7));
+        in[0] = dimsExprs(eb, fwd ? std::vector<int64_t>{2, 3, 14, 6} : std::vector<int64_t>{2, 5, 14, 4});
+        CHECK(build->getOutputShapes(in, 1, nullptr, 0, out, 1, eb) != 0); // W != spatial_size / odd planar C
+        CHECK(build->getOutputShapes(in, 1, nullptr, 1, out, 1, eb) != 0); // shape inputs: none expected
+    }
 
     // configurePlugin and the workspace for batch 8: [fp32 planes | spectra | cuFFT work].
     CHECK(build->configurePlugin(io.data(), 1, io.data() + 1, 1) == 0);
