@@ -1,4 +1,4 @@
-"""``python -m bench [op|model|serving|all|gpu|mixers]``: run benchmarks, write JSON + Markdown + PNG plots.
+"""``python -m bench [op|model|serving|all|gpu|mixers|precision]``: run benchmarks, write JSON + Markdown + PNG plots.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m bench serving --concurrency 1,4,16 --requests 64
     python -m bench gpu --help                  # the GPU benchmark (bench/gpu.py; CUDA GPU needed)
     python -m bench mixers --quick              # Hpx, Hb, GFNet, AFF, SASA, SepConv side by side (bench/mixers.py)
+    python -m bench precision                   # fp32/fp16/bf16/int8: latency and accuracy (bench/precision.py)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bench.args import int_list, name_list
 
 SECTIONS = ("op", "model", "serving")
 #: Benchmarks with their own command line, run as ``python -m bench <name> [options]``.
-OWN_OPTIONS = ("gpu", "mixers")
+OWN_OPTIONS = ("gpu", "mixers", "precision")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import mixers
 
         return mixers.main(argv[1:])
+    if argv[:1] == ["precision"]:
+        from bench import precision
+
+        return precision.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.what in OWN_OPTIONS:
         build_parser().error(f"put {args.what} first: python -m bench {args.what} [options] "

@@ -12,6 +12,12 @@ extra ``create_model`` arguments). From it:
   resolution, weights fingerprint, extra arguments, FFTConv body, precision) and writes
   the manifest beside it; an artifact of the same name is reused, not rebuilt.
 
+Precisions (:mod:`hyena_serve.precision`): ``fp32``; ``fp16`` (float16 weights and I/O,
+``Kf``/``D`` float32); ``int8``: the fp32 export (the cached one when there is one)
+through ONNX Runtime dynamic quantization (:mod:`hyena_serve.exporting.quantize`), the
+FFTConv constants kept float32. ``bf16`` has no ONNX form (the torch backend serves it:
+``build_served_model(..., precision="bf16")``).
+
 Layout: ``<artifacts>/onnx/<name>.onnx`` + ``<name>.manifest.json``; the manifest is
 written last, so its presence marks a complete artifact. See docs/artifacts.md.
 """
@@ -31,11 +37,13 @@ from pathlib import Path
 from hyena_serve.contract import FFTCONV_BODIES, FFTCONV_LOWERING_VERSION, ONNX_OPSET
 from hyena_serve.files import sha256_file
 from hyena_serve.manifest import Manifest, ManifestError, OnnxInfo, load_manifest, manifest_path_for, write_manifest
+from hyena_serve.precision import ONNX_PRECISIONS, PrecisionError, check_onnx
 from hyena_serve.weights import ResolvedWeights, WeightsError, resolve_weights
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16")
+#: Precisions the artifact builder exports (bf16: see hyena_serve.precision).
+PRECISIONS = ONNX_PRECISIONS
 DEFAULT_ARTIFACTS_DIR = Path("artifacts")
 MIN_RES, MAX_RES = 16, 2048
 
@@ -123,11 +131,16 @@ def artifact_name(manifest: Manifest, body: str = "matmul", precision: str = "fp
     return f"{name}_{body}_{precision}" + ("_inline" if inline else "")
 
 
-def build_served_model(spec: ModelSpec, manifest: Manifest | None = None):
+def build_served_model(spec: ModelSpec, manifest: Manifest | None = None, precision: str = "fp32"):
     """The eval-mode torch model ``spec`` describes: weights loaded strictly, filters frozen
     once at the resolution. Random weights come from ``spec.seed``, so every backend and
-    every export of the same spec holds the same numbers. Returns (model, manifest)."""
+    every export of the same spec holds the same numbers. ``precision`` ``bf16``/``fp16``
+    casts the model, ``Kf``/``D`` kept float32 (the FFT runs in float32, docs/design.md §4);
+    its input must then be of that dtype. Returns (model, manifest)."""
     import torch
+
+    if precision not in TORCH_DTYPES:  # the torch backend checks the host first (hyena_serve.precision)
+        raise ArtifactError(f"the torch model runs in {', '.join(TORCH_DTYPES)}, not {precision!r}")
 
     from hyena_serve.models import create_model, load_checkpoint
     from hyena_serve.models.checkpoint import CheckpointMismatchError
@@ -153,13 +166,36 @@ def build_served_model(spec: ModelSpec, manifest: Manifest | None = None):
         freeze_filters(model, manifest.resolution)
     except (ValueError, RuntimeError) as exc:
         raise ArtifactError(f"unsupported resolution {manifest.resolution} for {manifest.model}: {exc}") from None
+    if precision != "fp32":
+        model = cast_keep_filters(model, TORCH_DTYPES[precision])
     return model, manifest
+
+
+#: torch dtype of each precision the torch backend runs
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def cast_keep_filters(model, dtype):
+    """``model`` cast to ``dtype`` (a torch dtype or its name), its frozen ``Kf``/``D``
+    left float32 as the op contract asks."""
+    import torch
+
+    from hyena_serve.models.frozen import hyena_mixers
+
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    model = model.to(dtype)
+    for _, mixer in hyena_mixers(model):
+        if mixer.frozen_kf is not None:
+            mixer.frozen_kf = mixer.frozen_kf.float()
+            mixer.frozen_d = mixer.frozen_d.float()
+    return model
 
 
 def find_artifact(spec: ModelSpec, artifacts_dir: str | os.PathLike = DEFAULT_ARTIFACTS_DIR, *,
                   body: str = "matmul", precision: str = "fp32", inline: bool = False) -> Artifact | None:
     """The complete cached artifact of ``spec`` as it would be exported now, or None
     (torch-free)."""
+    _check_precision(precision)
     manifest = plan_manifest(spec)
     target = Path(artifacts_dir) / "onnx" / f"{artifact_name(manifest, body, precision, inline)}.onnx"
     return _cached(target, manifest, body, precision, inline)
@@ -200,8 +236,7 @@ def build_artifact(spec: ModelSpec, artifacts_dir: str | os.PathLike = DEFAULT_A
     """
     if body not in FFTCONV_BODIES:
         raise ArtifactError(f"unknown FFTConv body {body!r}; expected one of {FFTCONV_BODIES}")
-    if precision not in PRECISIONS:
-        raise ArtifactError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    _check_precision(precision)
     manifest = plan_manifest(spec)
     name = artifact_name(manifest, body, precision, inline)
     target = Path(out) if out is not None else Path(artifacts_dir) / "onnx" / f"{name}.onnx"
@@ -209,7 +244,18 @@ def build_artifact(spec: ModelSpec, artifacts_dir: str | os.PathLike = DEFAULT_A
     if cached is not None:
         log.info("using the cached artifact %s", target)
         return cached
-    return _export(spec, manifest, target, body, precision, check, progress, inline)
+    source = None
+    if precision == "int8" and out is None and not force:  # quantize the cached fp32 export if there is one
+        source = _cached(Path(artifacts_dir) / "onnx" / f"{artifact_name(manifest, body)}.onnx", manifest, body,
+                         "fp32", False)
+    return _export(spec, manifest, target, body, precision, check, progress, inline, fp32_source=source)
+
+
+def _check_precision(precision: str) -> None:
+    try:
+        check_onnx(precision)
+    except PrecisionError as exc:
+        raise ArtifactError(str(exc)) from None
 
 
 def _same_model(cached: Manifest, wanted: Manifest, body: str, precision: str, inline: bool) -> bool:
@@ -222,22 +268,28 @@ def _same_model(cached: Manifest, wanted: Manifest, body: str, precision: str, i
 
 
 def _export(spec: ModelSpec, manifest: Manifest, target: Path, body: str, precision: str, check: bool,
-            progress: bool, inline: bool = False) -> Artifact:
+            progress: bool, inline: bool = False, fp32_source: Artifact | None = None) -> Artifact:
     from hyena_serve.exporting.onnx_export import export_onnx
 
-    if progress:
-        log.warning("exporting %s at %d px (%s) to %s; this takes a while for full-size models, the result is "
-                    "cached", manifest.model, manifest.resolution, manifest.weights.describe(), target)
-    model, manifest = build_served_model(spec, manifest)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
-        result = export_onnx(model, manifest.resolution, tmp / target.name, preprocess=manifest.preprocess,
-                             fp16=precision == "fp16", body=body, check=check, progress=progress, inline=inline)
-        full = manifest.with_onnx(OnnxInfo(file=target.name, sha256=sha256_file(result.path), opset=ONNX_OPSET,
-                                           precision=precision, fftconv_body=body,
-                                           fftconv_plans=result.overloads, lowering=FFTCONV_LOWERING_VERSION,
-                                           inline=inline))
+        if precision == "int8":
+            overloads, quantization = _export_int8(spec, manifest, tmp, target.name, body, check, progress, inline,
+                                                   fp32_source)
+        else:
+            if progress:
+                log.warning("exporting %s at %d px (%s) to %s; this takes a while for full-size models, the "
+                            "result is cached", manifest.model, manifest.resolution, manifest.weights.describe(),
+                            target)
+            model, manifest = build_served_model(spec, manifest)
+            result = export_onnx(model, manifest.resolution, tmp / target.name, preprocess=manifest.preprocess,
+                                 fp16=precision == "fp16", body=body, check=check, progress=progress, inline=inline)
+            overloads, quantization = result.overloads, {}
+        full = manifest.with_onnx(OnnxInfo(file=target.name, sha256=sha256_file(tmp / target.name),
+                                           opset=ONNX_OPSET, precision=precision, fftconv_body=body,
+                                           fftconv_plans=overloads, lowering=FFTCONV_LOWERING_VERSION,
+                                           inline=inline, quantization=quantization))
         # external-data files first, then the model; the manifest last marks completion
         manifest_path_for(target).unlink(missing_ok=True)
         for path in sorted(tmp.iterdir()):
@@ -248,6 +300,66 @@ def _export(spec: ModelSpec, manifest: Manifest, target: Path, body: str, precis
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Artifact(target, manifest_path, full)
+
+
+def _export_int8(spec: ModelSpec, manifest: Manifest, tmp: Path, name: str, body: str, check: bool, progress: bool,
+                 inline: bool, fp32_source: Artifact | None) -> tuple[dict[str, str], dict]:
+    """Write the int8 file ``tmp/name`` from the fp32 export (``fp32_source`` or a fresh
+    one, parity-checked against torch as always), quantized in function form and inlined
+    afterwards if asked. Returns (FFTConv overloads, the manifest's quantization record)."""
+    import onnx
+
+    from hyena_serve.exporting.onnx_export import export_onnx, inline_fftconv
+    from hyena_serve.exporting.quantize import quantize_int8
+
+    if fp32_source is not None:
+        source, overloads = fp32_source.onnx_path, dict(fp32_source.manifest.onnx.fftconv_plans)
+        log.info("int8: quantizing the cached fp32 export %s", source)
+    else:
+        if progress:
+            log.warning("exporting %s at %d px (%s) in fp32 to quantize it to int8; this takes a while for "
+                        "full-size models, the result is cached", manifest.model, manifest.resolution,
+                        manifest.weights.describe())
+        model, _ = build_served_model(spec, manifest)
+        (tmp / "fp32").mkdir()
+        source = tmp / "fp32" / name
+        overloads = export_onnx(model, manifest.resolution, source, preprocess=manifest.preprocess, body=body,
+                                check=check, progress=progress).overloads
+    report = quantize_int8(source, tmp / name)
+    if check:
+        log.info("int8 vs fp32 in ONNX Runtime: %s", _int8_agreement(source, tmp / name, manifest))
+    if inline:
+        onnx.save_model(inline_fftconv(onnx.load(tmp / name)), tmp / name)
+    shutil.rmtree(tmp / "fp32", ignore_errors=True)
+    if progress:
+        log.warning("int8: %d MatMul weights quantized; %d FFTConv nodes, their constants and functions "
+                    "checked float32 and unchanged", report.quantized_nodes, report.fp32_nodes_checked)
+    return overloads, report.to_manifest()
+
+
+def _int8_agreement(fp32_path: Path, int8_path: Path, manifest: Manifest) -> str:
+    """The int8 file against its fp32 source on the photos and a random batch: a report,
+    not a pass/fail test (int8 is judged by ``python -m bench precision``), except that
+    non-finite logits fail the export."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+    from hyena_serve.exporting.parity import compare, real_batch
+    from hyena_serve.exporting.quantize import QuantizeError
+
+    res = manifest.resolution
+    batches = {"photos": real_batch(manifest.preprocess),
+               "random[4]": np.random.default_rng(0).standard_normal((4, 3, res, res)).astype(np.float32)}
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path)]
+    parts = []
+    for label, x in batches.items():
+        ref, got = (s.run([OUTPUT_NAME], {INPUT_NAME: x})[0] for s in sessions)
+        if not np.isfinite(got).all():
+            raise QuantizeError(f"the int8 model gives non-finite logits on {label}")
+        r = compare(label, ref, got, rtol=1.0)
+        parts.append(f"{label}: top-1 {r['top1_same']}/{r['n']}, max|Δ| {r['max_abs_diff']:.3g} (scale {r['scale']:.3g})")
+    return "; ".join(parts)
 
 
 def _freeze(value):

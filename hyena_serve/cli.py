@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hyena_serve.cli_flags import add_backend_flags, add_model_flags, one_line, settings_from_args
+from hyena_serve.cli_flags import add_backend_flags, add_model_flags, add_precision_flag, one_line, settings_from_args
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -73,15 +73,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from hyena_serve.gateway.tracing import configure_access_log
 
-    settings = settings_from_args(args)
-    if getattr(args, "access_log_json", None):  # not among cli_flags' shared settings flags
-        settings = settings.model_copy(update={"access_log_json": True})
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
-    configure_access_log(settings.access_log_json)
+    try:
+        settings = settings_from_args(args)
+        if getattr(args, "access_log_json", None):  # not among cli_flags' shared settings flags
+            settings = settings.model_copy(update={"access_log_json": True})
+        logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+        configure_access_log(settings.access_log_json)
+        app = create_app(settings)  # builds the backend: a precision it cannot run is refused here
+    except ValueError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     logging.getLogger("hyena_serve").info(
         "serving with the %s backend on http://%s:%d (docs at /docs)", settings.backend, settings.host, settings.port)
     # the gateway writes its own access log (request id, route, stages); uvicorn's would repeat it
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 access_log=not settings.access_log, timeout_keep_alive=settings.keep_alive_s)
     return 0
 
@@ -171,7 +176,10 @@ def cmd_repo(args: argparse.Namespace) -> int:
         if settings.onnx_path is not None:
             artifact = open_artifact(settings.onnx_path)
         else:
-            artifact = build_artifact(settings.model_spec(), settings.artifacts_dir)
+            if settings.precision == "fp16":  # the entries' configs declare float32 I/O (TensorRT builds its own)
+                raise ValueError("the Triton entries take float32 I/O: build the repository in fp32 or int8 "
+                                 "(an fp16 engine comes from export/to_trt.py --fp16)")
+            artifact = build_artifact(settings.model_spec(), settings.artifacts_dir, precision=settings.precision)
         entries = fill_repository(args.repository, artifact, link=args.link)
     except (ArtifactError, FileNotFoundError, ValueError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
@@ -232,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "repository (<model>_cpu, <model>_onnx; the config of <model>_trt). The model "
                                    "comes from the same flags and HYENA_* settings as `serve`.")
     add_model_flags(p.add_argument_group("model (default: HYENA_* environment, then built-in defaults)"))
+    add_precision_flag(p)
     p.add_argument("--onnx", dest="onnx_path", type=Path, help="use this exported ONNX file (and its manifest)")
     p.add_argument("--repository", type=Path, default=Path("model_repository"), help="default ./model_repository")
     p.add_argument("--link", action="store_true", help="symlink the ONNX file instead of copying it")

@@ -16,7 +16,7 @@ from hyena_serve.weights import HELP as WEIGHTS_HELP
 
 #: flag dest -> settings field, for every flag that maps onto a setting
 _SETTING_FLAGS = ("backend", "model", "resolution", "weights", "weights_revision", "seed", "model_kwargs",
-                  "artifacts_dir", "onnx_path", "threads", "device", "torch_compile", "triton_url", "triton_protocol",
+                  "precision", "artifacts_dir", "onnx_path", "threads", "device", "torch_compile", "triton_url", "triton_protocol",
                   "triton_model",
                   "host", "port", "max_body_bytes", "max_concurrency", "request_timeout_s", "log_level")
 
@@ -46,9 +46,21 @@ def add_model_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> Non
     p.add_argument("--artifacts-dir", type=Path, help="artifact cache (HYENA_ARTIFACTS_DIR, default ./artifacts)")
 
 
+def add_precision_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The precision of the exported or served model (hyena_serve.precision)."""
+    from hyena_serve.precision import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="numeric precision (HYENA_PRECISION, default fp32): int8 = ONNX Runtime dynamic quantization "
+                        "of the MatMul/Gemm weights (embedded backend, Triton); bf16 = torch backend on a CPU with bf16 "
+                        "instructions or a GPU; fp16 = float16 weights and I/O (TensorRT, GPU). Each has its own "
+                        "artifact; measured accuracy: docs/performance.md")
+
+
 def add_backend_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """How to run it (the gateway's backends)."""
     p.add_argument("--backend", choices=("embedded", "triton", "torch"), help="inference backend (HYENA_BACKEND)")
+    add_precision_flag(p)
     p.add_argument("--onnx", dest="onnx_path", type=Path,
                    help="serve this exported ONNX file and the manifest beside it (embedded backend)")
     p.add_argument("--threads", type=int, help="intra-op threads of in-process backends (0 = default)")

@@ -59,9 +59,11 @@ class WeightsInfo:
 @dataclass(frozen=True)
 class OnnxInfo:
     """The exported graph: file name (relative to the manifest), its sha256, the opset,
-    I/O precision, the FFTConv function body chosen for each FFT plan, the version of the
-    lowering that wrote them (0: unknown, before it was recorded) and whether the FFTConv
-    functions were expanded into standard ops (``inline``)."""
+    precision (``fp32``, ``fp16``: float16 weights and I/O, ``int8``: dynamically quantized
+    weights, float32 I/O; see hyena_serve.precision), the FFTConv function body chosen for
+    each FFT plan, the version of the lowering that wrote them (0: unknown, before it was
+    recorded), whether the FFTConv functions were expanded into standard ops (``inline``)
+    and, for int8, how it was quantized (``quantization``)."""
 
     file: str
     sha256: str
@@ -71,6 +73,7 @@ class OnnxInfo:
     fftconv_plans: dict[str, str] = field(default_factory=dict)
     lowering: int = 0
     inline: bool = False
+    quantization: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,22 @@ Steps: resolve --weights, build the model, freeze its filters at --res, torch.on
 (dynamo), attach the function bodies, write to a temporary file, onnx.checker
 (full_check), parity torch vs ONNX Runtime on skimage photos and random batches
 (--check), then rename and write the manifest. On failure nothing is written. An
-artifact of the same model, weights, resolution and body is reused (--force rebuilds).
+artifact of the same model, weights, resolution, body and precision is reused (--force
+rebuilds).
+
+--precision: fp32 (default); fp16 (float16 weights and I/O, Kf/D and the FFT float32:
+for TensorRT; --fp16 is the same); int8 (ONNX Runtime dynamic quantization of the
+MatMul/Gemm weights, the FFTConv nodes and constants kept float32; made from the cached
+fp32 export when there is one). bf16 has no ONNX form (ONNX Runtime's CPU provider has
+no bfloat16 MatMul): the torch backend serves it. Measured accuracy and speed:
+docs/performance.md (python -m bench precision).
 
 Examples:
   python export/to_onnx.py --res 224                      # released weights if reachable, else random
   python export/to_onnx.py --weights runs/digits          # the digits model trained by hyena_serve.train
   python export/to_onnx.py --model hb_former_s18 --res 224 --weights random --body dft --no-check
   python export/to_onnx.py --res 224 --inline                # standard ops only (OpenVINO)
+  python export/to_onnx.py --weights runs/digits --precision int8
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import argparse
 import logging
 import sys
 
-from hyena_serve.cli_flags import add_model_flags, one_line, settings_from_args
+from hyena_serve.cli_flags import add_model_flags, add_precision_flag, one_line, settings_from_args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     add_model_flags(p.add_argument_group("model (default: HYENA_* environment, then built-in defaults)"))
     p.add_argument("--out", default=None,
                    help="output path (default: <artifacts-dir>/onnx/<model>_<res>_<weights>_<body>_<precision>.onnx)")
-    p.add_argument("--fp16", action="store_true", help="float16 model I/O (Kf, D and the FFT stay float32)")
+    add_precision_flag(p)
+    p.add_argument("--fp16", action="store_true", help="same as --precision fp16: float16 weights and I/O (Kf, D "
+                                                       "and the FFT stay float32)")
     p.add_argument("--body", choices=("matmul", "dft"), default="matmul",
                    help="FFTConv function body: 'matmul' = fast DFT-as-GEMM / depthwise Conv (default), "
                         "'dft' = plain ONNX DFT ops (50-100x slower on ORT CPU; for comparison)")
@@ -59,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     from hyena_serve.exporting.parity import ParityError
 
     try:
+        if args.fp16:
+            if args.precision not in (None, "fp16"):
+                raise ValueError(f"--fp16 and --precision {args.precision} disagree; give one of them")
+            args.precision = "fp16"
         settings = settings_from_args(args)
         artifact = build_artifact(settings.model_spec(), settings.artifacts_dir, body=args.body,
-                                  precision="fp16" if args.fp16 else "fp32", check=args.check,
+                                  precision=settings.precision, check=args.check,
                                   progress=not args.quiet, out=args.out, force=args.force,
                                   inline=args.inline)
     except (ArtifactError, ExportError, ParityError, ValueError) as e:

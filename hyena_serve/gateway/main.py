@@ -43,13 +43,15 @@ def build_backend(settings: GatewaySettings, metrics: GatewayMetrics | None = No
         from hyena_serve.runtime.embedded import EmbeddedBackend
 
         spec = settings.model_spec() if settings.onnx_path is None else None
+        # A given file has its own precision; checked against the setting only when one was set.
+        precision = settings.precision if settings.onnx_path is None or "precision" in settings.model_fields_set else None
         return EmbeddedBackend(spec, settings.artifacts_dir, onnx_path=settings.onnx_path, threads=settings.threads,
-                               **batching)
+                               precision=precision, **batching)
     if settings.backend == "torch":
         from hyena_serve.runtime.torch_backend import TorchBackend
 
         return TorchBackend(settings.model_spec(), threads=settings.threads, device=settings.device,
-                            compile=settings.torch_compile, **batching)
+                            compile=settings.torch_compile, precision=settings.precision, **batching)
     from hyena_serve.runtime.triton import TritonBackend
 
     return TritonBackend(settings.triton_url, settings.triton_model or f"{settings.model}_cpu",

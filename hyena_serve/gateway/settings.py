@@ -32,6 +32,10 @@ class GatewaySettings(BaseSettings):
     seed: int = Field(0, description="seed of random weights")
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict, description='extra create_model arguments as JSON, e.g. {"dims": [8, 16, 32, 32]}')
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = Field(
+        "fp32", description="numeric precision of the served model (hyena_serve.precision): int8 = ONNX Runtime "
+                            "dynamic quantization (embedded backend; Triton: hyena-serve repo --precision int8), bf16 = "
+                            "torch backend on a CPU with bf16 instructions or a GPU; each precision has its own artifact")
     artifacts_dir: Path = Field(Path("artifacts"), description="cache of exported ONNX models (embedded backend)")
     onnx_path: Path | None = Field(
         None, description="serve this exported ONNX file (with its .manifest.json beside it) instead of building "
