@@ -974,6 +974,66 @@ def test_missing_plugin_library_names_the_path(tmp_path, monkeypatch):
         trtb.find_plugin_library(missing)
 
 
+class MockRegistry:
+    """``trt.get_plugin_registry()`` with creators for ``names`` (in the hyena namespace,
+    version 1); records each ``get_creator`` query."""
+
+    def __init__(self, names):
+        self.names, self.queries = set(names), []
+
+    def get_creator(self, name, version, namespace):
+        self.queries.append((name, version, namespace))
+        return object() if (name in self.names and version == PLUGIN_VERSION
+                            and namespace == PLUGIN_NAMESPACE) else None
+
+
+def _loadable_library() -> Path:
+    """A shared library that really loads (the C library), standing in for the plugin file."""
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        pytest.skip("no C shared library found to stand in for the plugin library")
+    return Path(name)
+
+
+def test_load_plugin_accepts_a_library_registering_all_three_creators():
+    registry = MockRegistry(["FFTConv", "RFFT2", "IRFFT2"])
+    trtb.load_plugin(_loadable_library(), SimpleNamespace(__version__="10.8.0", get_plugin_registry=lambda: registry))
+    assert sorted(registry.queries) == sorted((n, PLUGIN_VERSION, PLUGIN_NAMESPACE)
+                                              for n in ("FFTConv", "RFFT2", "IRFFT2"))
+
+
+@pytest.mark.parametrize("registered", [["RFFT2", "IRFFT2"], ["FFTConv", "IRFFT2"], ["FFTConv", "RFFT2"],
+                                        ["FFTConv"]], ids=["no-FFTConv", "no-RFFT2", "no-IRFFT2", "FFTConv-only"])
+def test_load_plugin_names_each_missing_creator(registered):
+    # An FFTConv-only library (a build older than the spectral plugins) used to pass this check
+    # and fail later in the parser on the first RFFT2 node.
+    trt = SimpleNamespace(__version__="10.8.0", get_plugin_registry=lambda: MockRegistry(registered))
+    with pytest.raises(trtb.TensorRTUnavailable) as exc:
+        trtb.load_plugin(_loadable_library(), trt)
+    message = str(exc.value)
+    missing = [n for n in ("FFTConv", "RFFT2", "IRFFT2") if n not in registered]
+    for name in ("FFTConv", "RFFT2", "IRFFT2"):
+        assert (f"hyena::{name}/1" in message) == (name in missing), message
+    assert "older than that op" in message and "10.8.0" in message
+
+
+def test_load_plugin_with_no_creator_at_all_suspects_the_tensorrt_version():
+    trt = SimpleNamespace(__version__="11.1.0", get_plugin_registry=lambda: MockRegistry([]))
+    with pytest.raises(trtb.TensorRTUnavailable,
+                       match=r"hyena::FFTConv/1, hyena::RFFT2/1, hyena::IRFFT2/1 .*11\.1\.0.*another TensorRT"):
+        trtb.load_plugin(_loadable_library(), trt)
+
+
+def test_load_plugin_reports_a_library_that_does_not_load(tmp_path):
+    broken = tmp_path / "libhyena_fftconv_plugin.so"
+    broken.write_bytes(b"not an ELF file")
+    trt = SimpleNamespace(get_plugin_registry=lambda: pytest.fail("the registry is asked only after a load"))
+    with pytest.raises(trtb.TensorRTUnavailable, match="cannot load plugin library"):
+        trtb.load_plugin(broken, trt)
+
+
 def test_numpy_dtype_of_engine_io():
     dt = _enum(FLOAT=None, HALF=None, INT8=None)
     assert trtb.numpy_dtype(dt.FLOAT) == np.float32 and trtb.numpy_dtype(dt.HALF) == np.float16

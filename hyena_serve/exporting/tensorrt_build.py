@@ -56,12 +56,14 @@ import onnx
 
 from hyena_serve.contract import (
     INPUT_NAME,
+    IRFFT2_PLUGIN_NAME,
     ONNX_OP_DOMAIN,
     ONNX_OP_TYPE,
     OUTPUT_NAME,
     PLUGIN_NAME,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
+    RFFT2_PLUGIN_NAME,
 )
 
 VARIANTS = ("plugin", "native-dft", "gemm")
@@ -78,8 +80,10 @@ def plugin_id(op_type: str) -> str:
     return f"{PLUGIN_NAMESPACE}::{op_type}/{PLUGIN_VERSION}"
 
 
-#: The FFTConv plugin's id (the library's first creator; load_plugin checks it).
+#: The FFTConv plugin's id.
 PLUGIN_ID = plugin_id(PLUGIN_NAME)
+#: Every plugin the library registers on load (one per hyena custom op); load_plugin checks each.
+LIBRARY_PLUGINS = (PLUGIN_NAME, RFFT2_PLUGIN_NAME, IRFFT2_PLUGIN_NAME)
 
 #: Lowest TensorRT for the plugin variant: IPluginV3 and the ONNX parser's fallback
 #: importer that creates an IPluginV3 from the registry by (op_type, plugin_version,
@@ -533,18 +537,33 @@ def require_cuda(cuda=None) -> None:
                                   "that will run it")
 
 
+def missing_plugin_creators(registry) -> list[str]:
+    """Ids of the library's plugins (:data:`LIBRARY_PLUGINS`) that ``registry``
+    (``trt.get_plugin_registry()``) has no creator for, asked with
+    ``get_creator(name, version, namespace)`` as the ONNX parser asks."""
+    return [plugin_id(name) for name in LIBRARY_PLUGINS
+            if registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None]
+
+
 def load_plugin(path: Path, trt) -> None:
-    """Load the plugin library into this process; it registers its creator on load."""
+    """Load the plugin library into this process; it registers one creator per hyena custom
+    op (FFTConv, RFFT2, IRFFT2) on load, and each must then be in TensorRT's registry."""
     try:
         ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
     except OSError as exc:
         raise TensorRTUnavailable(f"cannot load plugin library {path} (a dependency such as libcufft or "
                                   f"libnvinfer does not resolve?): {exc}") from None
-    registry = trt.get_plugin_registry()
-    if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+    missing = missing_plugin_creators(trt.get_plugin_registry())
+    if not missing:
+        return
+    version = getattr(trt, "__version__", "?")
+    if len(missing) == len(LIBRARY_PLUGINS):
         raise TensorRTUnavailable(
-            f"{path} loaded but registered no creator for {PLUGIN_ID} in this TensorRT "
-            f"({getattr(trt, '__version__', '?')}): was it built against another TensorRT version?")
+            f"{path} loaded but registered no creator for {', '.join(missing)} in this TensorRT ({version}): "
+            "was it built against another TensorRT version?")
+    raise TensorRTUnavailable(
+        f"{path} loaded but registered no creator for {', '.join(missing)} in this TensorRT ({version}) "
+        f"(the others are registered): a build older than that op? Rebuild export/plugins/fftconv.")
 
 
 def _plugin_id(layer, trt) -> str | None:
