@@ -4,6 +4,12 @@ written after its parity gate), for the plugin, GEMM and native-DFT variants, fp
 off and on) and fp16. References come from ONNX Runtime on the CPU (the same ONNX file, or
 its function body for the one-node models), never from a re-implementation.
 
+All three plugins of the library are built: FFTConv (modes 2d, 1d_bidir and 2d_circular)
+and RFFT2 / IRFFT2 on one-node models, and the models whose mixers use them end to end:
+hpx_former_s4 (FFTConv 2d), gf_former_s4 (GFNet global filter: FFTConv 2d_circular) and
+aff_former_s4 (AFF: RFFT2 -> mask -> IRFFT2). tests/test_to_trt.py runs the same to_trt
+path on the gf/aff exports against a fake TensorRT on CPU hosts.
+
 Every test is marked ``gpu``. Skips always say why (TensorRT or Polygraphy not installed,
 plugin library path unset, no torch to export the test model); with ``HYENA_REQUIRE_GPU=1``
 (``make gpu-check``) tests/conftest.py turns each of them into a failure, except the skip
@@ -27,9 +33,10 @@ import numpy as np
 import onnx
 import pytest
 
-from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, plan_fft
+from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODE_2D_CIRCULAR, ONNX_IRFFT2_TYPE, ONNX_RFFT2_TYPE, plan_fft
+from hyena_serve.exporting import spectral_onnx
 from hyena_serve.exporting import tensorrt_build as trtb
-from hyena_serve.exporting.fftconv_onnx import standalone_model
+from hyena_serve.exporting.fftconv_onnx import node_plan, standalone_model
 
 pytestmark = pytest.mark.gpu
 
@@ -97,6 +104,8 @@ CASES = [
     (MODE_2D, 8, 9, 13, (17, 25)),  # odd, non-square, non-power-of-two
     (MODE_1D_BIDIR, 16, 7, 7, 97),
     (MODE_1D_BIDIR, 4, 5, 9, 31),
+    (MODE_2D_CIRCULAR, 64, 14, 14, (14, 14)),  # gf_former: the filter is the map
+    (MODE_2D_CIRCULAR, 8, 9, 13, (9, 13)),
 ]
 
 
@@ -120,6 +129,41 @@ def test_plugin_engine_matches_the_function_body(trt, plugin_lib, tmp_path, mode
             x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
             got = runner(x)
             want = _ort(reference, x)
+            rel = float(np.abs(got - want).max() / np.abs(want).max())
+            assert np.isfinite(got).all() and rel <= precision.tolerance, (batch, rel)
+
+
+# (op, C, H, W): C real channels (RFFT2's input, IRFFT2's output), the map (H, W); odd W has
+# no Nyquist column, odd H, a 1-row map. IRFFT2 gets random, non-Hermitian spectra, so the
+# DC/Nyquist handling is compared with the function body too.
+SPECTRAL_CASES = [
+    (ONNX_RFFT2_TYPE, 64, 14, 14),
+    (ONNX_RFFT2_TYPE, 8, 9, 13),
+    (ONNX_IRFFT2_TYPE, 64, 14, 14),
+    (ONNX_IRFFT2_TYPE, 8, 9, 13),
+    (ONNX_IRFFT2_TYPE, 4, 1, 6),
+]
+
+
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+@pytest.mark.parametrize(("op", "c", "h", "w"), SPECTRAL_CASES)
+def test_spectral_plugin_engine_matches_the_function_body(trt, plugin_lib, tmp_path, op, c, h, w, fp16):
+    precision = trtb.choose_precision(trt, fp16=fp16)
+    reference = spectral_onnx.standalone_model(op, c, (h, w))
+    path = tmp_path / "one_node.onnx"
+    onnx.save_model(spectral_onnx.standalone_model(op, c, (h, w), fp16=precision.fp16_onnx), str(path))
+    chw = (c, h, w) if op == ONNX_RFFT2_TYPE else (2 * c, h, w // 2 + 1)
+    messages: list[str] = []
+    engine = trtb.build_engine(path, variant="plugin", res=h, batch=trtb.BatchProfile(1, 3, 8), precision=precision,
+                               plugin_lib=plugin_lib, log=messages.append, input_name="X", chw=chw)
+    assert any(f"1 {op} plugin layers ({trtb.plugin_id(op)})" in m for m in messages), messages
+    rng = np.random.default_rng(0)
+    with trtb.EngineRunner(engine, input_name="X", output_name="Y") as runner:
+        for batch in (1, 8, 3, 8):  # batch sizes change between calls, as under dynamic batching
+            x = rng.standard_normal((batch, *chw)).astype(np.float32)
+            got = runner(x)
+            want = _ort(reference, x)
+            assert got.shape == want.shape, (got.shape, want.shape)
             rel = float(np.abs(got - want).max() / np.abs(want).max())
             assert np.isfinite(got).all() and rel <= precision.tolerance, (batch, rel)
 
@@ -185,6 +229,42 @@ def test_to_trt_writes_a_checked_plan_and_its_config(trt, plugin_lib, torch_for_
     # A second build reuses the export.
     rc = _main(workdir, "--plugin-lib", str(plugin_lib), "--out", str(workdir / "again.plan"))
     assert rc == 0 and "reusing the export" in capsys.readouterr().err
+
+
+#: Models whose mixers are the other plugins, with the custom ops their export must contain:
+#: GFNet's global filter (FFTConv 2d_circular) and AFF (RFFT2 -> mask -> IRFFT2).
+SPECTRAL_MODELS = {"gf_former_s4": ("FFTConv",), "aff_former_s4": ("IRFFT2", "RFFT2")}
+
+
+@pytest.mark.parametrize("model", sorted(SPECTRAL_MODELS))
+def test_to_trt_builds_and_checks_the_spectral_mixer_models(trt, plugin_lib, torch_for_export, tmp_path, capsys,
+                                                            model):
+    rc = _to_trt().main(["--model", model, *SMALL[2:], "--artifacts-dir", str(tmp_path / "artifacts"),
+                         "--repository", str(tmp_path / "repo"), "--batch", "1:4:8", "--plugin-lib", str(plugin_lib)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "parity vs ONNX Runtime" in err
+    (onnx_path,) = [p for p in (tmp_path / "artifacts" / "onnx").glob("*_matmul_fp32.onnx")]
+    nodes = trtb.custom_op_nodes(trtb.prepare_onnx(onnx.load(str(onnx_path)), "plugin"))
+    assert sorted(set(nodes.values())) == list(SPECTRAL_MODELS[model]), nodes
+    if model.startswith("gf_"):
+        assert {node_plan(n).mode for n in onnx.load(str(onnx_path)).graph.node
+                if n.op_type.startswith("FFTConv")} == {MODE_2D_CIRCULAR}, "GFNet's FFTConv nodes are circular"
+    (line,) = [m for m in err.splitlines() if "plugin layers" in m]
+    for op in SPECTRAL_MODELS[model]:
+        count = sum(1 for v in nodes.values() if v == op)
+        assert f"{count} {op} plugin layers ({trtb.plugin_id(op)})" in line, line
+    entry = tmp_path / "repo" / f"{model}_trt"
+    plan = (entry / "1" / "model.plan").read_bytes()
+    assert 'platform: "tensorrt_plan"' in (entry / "config.pbtxt").read_text()
+
+    # The written plan, run again through run_engine, against ONNX Runtime on the export.
+    session = trtb.onnx_reference_session(onnx_path)
+    rng = np.random.default_rng(3)
+    for batch in (1, 3, 8):
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        result = trtb.parity_decision(trtb.onnx_reference(session, x), trtb.run_engine(plan, x), trtb.TOL_FP32)
+        assert result.ok, result.summary()
 
 
 @pytest.mark.parametrize("variant", ["gemm", "native-dft"])

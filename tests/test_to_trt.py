@@ -967,6 +967,47 @@ def test_to_trt_reuses_the_cached_export_of_the_same_model(tmp_path, fake_plugin
     assert (tmp_path / "repo" / "hpx_former_s4_trt" / "1" / "model.plan").is_file()
 
 
+#: The models whose mixers are hyena custom ops other than the linear FFTConv: GFNet's global
+#: filter (FFTConv 2d_circular) and AFF (RFFT2 -> mask -> IRFFT2); the GPU test builds them too.
+SPECTRAL_MODELS = {"gf_former_s4": ("FFTConv",), "aff_former_s4": ("IRFFT2", "RFFT2")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(SPECTRAL_MODELS))
+def test_to_trt_end_to_end_on_the_spectral_mixer_models(tmp_path, fake_plugin, monkeypatch, capsys, model):
+    # The real export of the model, then to_trt against the fake TensorRT (10.0-10.6 parser:
+    # functions inlined in preference), whose engine runs the same file through ONNX Runtime.
+    pytest.importorskip("torch")
+    to_trt = _load_to_trt()
+    args = ["--model", model, "--res", "32", "--weights", "random", "--seed", "0",
+            "--model-kwargs", f'{{"dims": [8, 16, 16, 16], "num_classes": {NUM_CLASSES}}}',
+            "--artifacts-dir", str(tmp_path / "artifacts"), "--repository", str(tmp_path / "repo"),
+            "--batch", "1:4:8", "--plugin-lib", str(fake_plugin)]
+
+    def no_tensorrt():
+        raise trtb.TensorRTUnavailable("no TensorRT in this step")
+
+    monkeypatch.setattr(trtb, "import_tensorrt", no_tensorrt)
+    assert to_trt.main(args) == 3, capsys.readouterr().err  # exported, then "cannot build here"
+    (path,) = (tmp_path / "artifacts" / "onnx").glob("*_matmul_fp32.onnx")
+    capsys.readouterr()
+    cuda = FakeCuda()
+    trt = make_fake_trt(path, cuda=cuda)
+    _install_fakes(monkeypatch, trt, cuda)
+    rc = to_trt.main(args)
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "reusing the export" in err and "parity vs ONNX Runtime" in err
+    nodes = trtb.custom_op_nodes(trt.log.parsed)
+    assert sorted(set(nodes.values())) == list(SPECTRAL_MODELS[model]), nodes
+    assert len(nodes) == 4 * len(SPECTRAL_MODELS[model]), "one mixer per stage, each with its op(s)"
+    assert not [f.name for f in trt.log.parsed.functions if f.domain == "hyena"], "the parser must take the plugins"
+    (line,) = [m for m in err.splitlines() if "plugin layers" in m]
+    for op in SPECTRAL_MODELS[model]:
+        assert f"4 {op} plugin layers ({trtb.plugin_id(op)})" in line, line
+    assert (tmp_path / "repo" / f"{model}_trt" / "1" / "model.plan").read_bytes() == b"fake-plan"
+
+
 def test_missing_plugin_library_names_the_path(tmp_path, monkeypatch):
     monkeypatch.delenv(trtb.PLUGIN_LIB_ENV, raising=False)
     missing = tmp_path / "libnope.so"
