@@ -1,14 +1,21 @@
 """``python -m bench gpu``: the GPU benchmark (one CUDA GPU; TensorRT optional).
 
 Op level, at the S18 stage shapes (hpx_former_s18: 2D filters K = 2H-1; hb_former_s18:
-1D bidirectional filters K = 2L-1), per batch size:
+1D bidirectional filters K = 2L-1; gf_former_s18: circular filters the size of the map,
+mode ``2d_circular``), per batch size:
 
 - ``torch fft_conv fp32`` (the baseline) and ``fp16``: ``hyena::fft_conv`` on cuFFT;
 - ``cuDNN direct conv fp32`` and ``fp16``: ``conv2d``/``conv1d`` with ``groups=C`` and the
-  full filter;
+  full filter (circularly padded for ``2d_circular``);
 - ``plugin kernels fp32`` and ``fp16``: the FFTConv plugin's enqueue path without TensorRT,
   timed by its own check program (``fftconv_gpu_check --bench-json``, built by
   ``make gpu-check``) in a separate process, CUDA events and medians as here.
+
+and the RFFT2 / IRFFT2 plugins at the aff_former_s18 stage maps (C real channels; IRFFT2
+gets the planar spectrum of a real map): ``torch.fft rfft2/irfft2 fp32`` (the baseline,
+``norm="ortho"``, complex layout), ``torch hyena.rfft2/irfft2 fp32`` and ``fp16`` (the
+planar ops the AFF mixer runs; fp16 input is transformed in fp32, as the op does) and the
+``plugin kernels fp32`` / ``fp16`` rows of the same check program.
 
 Model level (hpx_former_s18, hb_former_s18 at 224; batch 1, 8, 64; filters frozen at the
 resolution as served): ``eager fp32`` (the baseline), ``eager bf16`` and
@@ -57,6 +64,12 @@ COMPILED_BF16 = "torch.compile bf16 (CUDA graphs)"
 PLUGIN = "plugin kernels"
 DIRECT = "cuDNN direct conv"
 TORCH_FFT = "torch fft_conv"
+#: The RFFT2 / IRFFT2 plugins (op names of :mod:`hyena_serve.contract`) and their torch rows.
+SPECTRAL_OPS = ("RFFT2", "IRFFT2")
+TORCH_SPECTRAL = "torch.fft"
+TORCH_SPECTRAL_OP = "torch hyena"
+#: The FFTConv rows of the check program (its other ops are SPECTRAL_OPS).
+FFTCONV_OP = "FFTConv"
 DTYPES = ("fp32", "fp16")
 #: Relative error (max |a-b| / max |b|) above which an op alternative is wrong, not slow.
 OP_TOL = {"fp32": 1e-4, "fp16": 5e-3}
@@ -77,6 +90,8 @@ class GpuSettings:
     rounds: int = 30
     warmup: int = 5
     max_seconds: float = 30.0  # per comparison
+    op_circular: bool = True  # FFTConv 2d_circular at the gf_former_s18 stage shapes
+    op_spectral: bool = True  # RFFT2 / IRFFT2 at the aff_former_s18 stage maps
     bf16: bool = True
     compile: bool = True
     compile_bf16: bool = False
@@ -117,14 +132,23 @@ def _dtype_name(value: object) -> str | None:
 
 
 def _mode_name(value: object) -> str | None:
-    from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D
+    from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODE_2D_CIRCULAR
 
     v = str(value).lower()
     if v in (MODE_2D, "2", "2d"):
         return MODE_2D
     if v in (MODE_1D_BIDIR, "1d", "1d_bidir", "1d-bidir", "bidir"):
         return MODE_1D_BIDIR
+    if v in (MODE_2D_CIRCULAR, "2d-circular", "circular"):
+        return MODE_2D_CIRCULAR
     return None
+
+
+def _op_name(value: object) -> str | None:
+    """``FFTConv`` / ``RFFT2`` / ``IRFFT2`` (any case); rows without an op are FFTConv rows."""
+    if value is None:
+        return FFTCONV_OP
+    return {n.lower(): n for n in (FFTCONV_OP, *SPECTRAL_OPS)}.get(str(value).lower())
 
 
 def _elements(spatial: object) -> int | None:
@@ -140,10 +164,11 @@ def _elements(spatial: object) -> int | None:
 
 
 def parse_plugin_rows(text: str) -> list[dict]:
-    """Rows of ``fftconv_gpu_check --bench-json``: one JSON object per line with mode,
-    channels, spatial, kernel, batch, dtype and median_ms; other lines are ignored.
-    Returned normalised: ``mode`` as in :mod:`hyena_serve.contract`, ``dtype`` fp32/fp16,
-    ``elements`` = H·W."""
+    """Rows of ``fftconv_gpu_check --bench-json``: one JSON object per line with op (FFTConv
+    when absent, RFFT2, IRFFT2), channels, spatial, batch, dtype and median_ms, and for
+    FFTConv mode and kernel; other lines are ignored. Returned normalised: ``op``; ``mode``
+    as in :mod:`hyena_serve.contract` (FFTConv) or None; ``kind`` = the FFTConv mode or the
+    spectral op (the first part of :func:`plugin_key`); ``dtype`` fp32/fp16; ``elements`` = H·W."""
     rows = []
     for line in text.splitlines():
         line = line.strip()
@@ -155,16 +180,20 @@ def parse_plugin_rows(text: str) -> list[dict]:
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("median_ms"), (int, float)):
             continue
-        mode, dtype, n = _mode_name(obj.get("mode")), _dtype_name(obj.get("dtype")), _elements(obj.get("spatial"))
-        if mode is None or dtype is None or n is None or "channels" not in obj or "batch" not in obj:
+        op, dtype, n = _op_name(obj.get("op")), _dtype_name(obj.get("dtype")), _elements(obj.get("spatial"))
+        mode = _mode_name(obj.get("mode")) if op == FFTCONV_OP else None
+        if op is None or (op == FFTCONV_OP and mode is None) or dtype is None or n is None \
+                or "channels" not in obj or "batch" not in obj:
             continue
-        rows.append({**obj, "mode": mode, "dtype": dtype, "elements": n, "channels": int(obj["channels"]),
-                     "batch": int(obj["batch"]), "median_ms": float(obj["median_ms"])})
+        rows.append({**obj, "op": op, "mode": mode, "kind": mode or op, "dtype": dtype, "elements": n,
+                     "channels": int(obj["channels"]), "batch": int(obj["batch"]),
+                     "median_ms": float(obj["median_ms"])})
     return rows
 
 
-def plugin_key(mode: str, channels: int, elements: int, batch: int, dtype: str) -> tuple:
-    return (mode, channels, elements, batch, dtype)
+def plugin_key(kind: str, channels: int, elements: int, batch: int, dtype: str) -> tuple:
+    """``kind``: an FFTConv mode, or ``RFFT2`` / ``IRFFT2``."""
+    return (kind, channels, elements, batch, dtype)
 
 
 def run_plugin_bench(exe: Path, timeout: float) -> tuple[list[dict], str]:
@@ -192,10 +221,17 @@ def _direct_fn(case, dtype) -> Callable[[], object]:
     """cuDNN depthwise convolution with the full (flipped) filter and "same" padding, + skip."""
     import torch.nn.functional as F
 
-    from hyena_serve.contract import MODE_2D
+    from hyena_serve.contract import MODE_2D, MODE_2D_CIRCULAR
 
     x = case.x.to(dtype)
     d = case.d.to(dtype)
+    if case.plan.mode == MODE_2D_CIRCULAR:
+        # y[i, j] = sum k[p, q] x[(i-p) mod H, (j-q) mod W]: the flipped filter over x padded
+        # circularly by H-1 rows and W-1 columns before it.
+        c, kh, kw = case.k.shape
+        w = case.k.flip((-2, -1)).reshape(c, 1, kh, kw).to(dtype)
+        return lambda: F.conv2d(F.pad(x, (kw - 1, 0, kh - 1, 0), mode="circular"), w, groups=c) \
+            + x * d.view(-1, 1, 1)
     if case.plan.mode == MODE_2D:
         c, kh, kw = case.k.shape
         w = case.k.flip((-2, -1)).reshape(c, 1, kh, kw).to(dtype)
@@ -271,9 +307,90 @@ def bench_op(shape, mode: str, batch: int, settings: GpuSettings, plugin: dict[t
     }
 
 
+def spectral_input(shape, op: str, batch: int, device: str = "cpu"):
+    """Input of one RFFT2 / IRFFT2 benchmark, float32 with values exact in fp16: a real map
+    (B, C, S, S), or for IRFFT2 the planar spectrum (B, 2C, S, S//2+1) of one (Hermitian, so
+    every implementation computes the same thing; the check program covers other input)."""
+    import torch
+
+    from hyena_serve.ops.spectral import to_planar
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, shape.channels, shape.size, shape.size, generator=gen)
+    if op == "IRFFT2":
+        x = to_planar(torch.fft.rfft2(x, norm="ortho"))
+    return x.half().float().to(device)
+
+
+def bench_spectral(shape, op: str, batch: int, settings: GpuSettings, plugin: dict[tuple, dict]) -> dict:
+    """RFFT2 or IRFFT2 at one stage map: torch.fft (baseline), the torch ops and the plugin rows."""
+    import torch
+
+    from bench.timing import compare
+    from hyena_serve.ops.spectral import irfft2, rfft2, to_complex, to_planar
+
+    size = shape.size
+    x32 = spectral_input(shape, op, batch, DEVICE)
+    x16 = x32.half()
+    name = op.lower()
+    base = f"{TORCH_SPECTRAL} {name} fp32"
+    if op == "RFFT2":
+        alternatives = {base: lambda: torch.fft.rfft2(x32, norm="ortho"),
+                        f"{TORCH_SPECTRAL_OP}.{name} fp32": lambda: rfft2(x32),
+                        f"{TORCH_SPECTRAL_OP}.{name} fp16": lambda: rfft2(x16)}
+
+        def planar(y):
+            return to_planar(y) if y.is_complex() else y
+
+        ref = to_planar(torch.fft.rfft2(x32.cpu().double(), norm="ortho"))
+    else:
+        z32 = to_complex(x32)  # torch.fft takes the complex layout; made once, not timed
+        alternatives = {base: lambda: torch.fft.irfft2(z32, s=(size, size), norm="ortho"),
+                        f"{TORCH_SPECTRAL_OP}.{name} fp32": lambda: irfft2(x32, size),
+                        f"{TORCH_SPECTRAL_OP}.{name} fp16": lambda: irfft2(x16, size)}
+
+        def planar(y):
+            return y
+
+        ref = torch.fft.irfft2(to_complex(x32.cpu().double()), s=(size, size), norm="ortho")
+    checks, errors, wrong = {}, {}, {}
+    with torch.inference_mode():
+        for label, fn in alternatives.items():
+            err = _rel_err(planar(fn()).cpu(), ref)
+            checks[label] = err
+            if not err <= OP_TOL[label.rsplit(" ", 1)[1]]:
+                wrong[label] = errors[label] = f"relative error {err:.2e} vs float64 torch.fft on the CPU"
+        for label in wrong:
+            alternatives.pop(label)
+        stats = compare(alternatives, rounds=settings.op_rounds, warmup=settings.op_warmup,
+                        max_seconds=settings.max_seconds, cuda=True)
+    stat_dicts = {k: s.as_dict() for k, s in stats.items()}
+    for dtype in DTYPES:
+        row = plugin.get(plugin_key(op, shape.channels, size * size, batch, dtype))
+        if row is not None:
+            stat_dicts[f"{PLUGIN} {dtype}"] = {"median_ms": row["median_ms"],
+                                               "source": "fftconv_gpu_check --bench-json (own process)"}
+
+    def ratio(num: str, den: str) -> float | None:
+        a, b = stat_dicts.get(num), stat_dicts.get(den)
+        return a["median_ms"] / b["median_ms"] if a and b else None
+
+    side = {dtype: {"plugin_vs_torch_fft": ratio(base, f"{PLUGIN} {dtype}") if dtype == "fp32" else None,
+                    "plugin_vs_torch_op": ratio(f"{TORCH_SPECTRAL_OP}.{name} {dtype}", f"{PLUGIN} {dtype}")}
+            for dtype in DTYPES}
+    speedup = {k: stat_dicts[base]["median_ms"] / v["median_ms"] for k, v in stat_dicts.items()} \
+        if base in stat_dicts else {}
+    return {
+        "shape": shape.label, "model": shape.model, "stage": shape.stage, "channels": shape.channels,
+        "size": size, "op": op, "batch": batch, "baseline": base, "stats": stat_dicts,
+        "speedup_vs_baseline": speedup, "side_by_side": side, "rel_err_vs_float64": checks, "errors": errors,
+        "notes": {k: f"not timed: {v}" for k, v in wrong.items()},
+    }
+
+
 def run_op(settings: GpuSettings, log: Callable[[str], None]) -> dict:
-    from bench.op import HB_S18_SHAPES, HPX_S18_SHAPES
-    from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D
+    from bench.op import AFF_S18_SHAPES, GF_S18_SHAPES, HB_S18_SHAPES, HPX_S18_SHAPES
+    from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODE_2D_CIRCULAR
 
     section: dict = {"baseline": OP_BASELINE, "results": [], "skipped": {}, "errors": {},
                      "plugin_source": None}
@@ -285,13 +402,15 @@ def run_op(settings: GpuSettings, log: Callable[[str], None]) -> dict:
     else:
         try:
             rows, _ = run_plugin_bench(Path(exe), settings.plugin_timeout_s)
-            plugin = {plugin_key(r["mode"], r["channels"], r["elements"], r["batch"], r["dtype"]): r for r in rows}
+            plugin = {plugin_key(r["kind"], r["channels"], r["elements"], r["batch"], r["dtype"]): r for r in rows}
             section["plugin_source"] = f"{Path(exe).name} --bench-json: {len(rows)} rows"
             section["plugin_rows"] = rows
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
             section["errors"][PLUGIN] = str(exc)
     shapes = [(HPX_S18_SHAPES[i], MODE_2D) for i in settings.op_stages] + \
              [(HB_S18_SHAPES[i], MODE_1D_BIDIR) for i in settings.op_stages]
+    if settings.op_circular:
+        shapes += [(GF_S18_SHAPES[i], MODE_2D_CIRCULAR) for i in settings.op_stages]
     for shape, mode in shapes:
         for batch in settings.op_batches:
             log(f"  op {shape.label} [{mode}] batch {batch}")
@@ -303,14 +422,27 @@ def run_op(settings: GpuSettings, log: Callable[[str], None]) -> dict:
                 else:  # cuDNN's own numerics at this shape: recorded, not our failure
                     section["skipped"][key] = why
             section["results"].append(r)
+    section["spectral"] = []
+    for shape in [AFF_S18_SHAPES[i] for i in settings.op_stages] if settings.op_spectral else []:
+        for op in SPECTRAL_OPS:
+            for batch in settings.op_batches:
+                log(f"  op {shape.label} [{op}] batch {batch}")
+                r = bench_spectral(shape, op, batch, settings, plugin)
+                for name, why in r["errors"].items():  # torch's own transforms: an error of the run
+                    section["errors"][f"{shape.label} [{op}] B={batch}: {name}"] = why
+                section["spectral"].append(r)
+    if not settings.op_spectral:
+        section["skipped"]["RFFT2/IRFFT2"] = "not timed: op_spectral is off"
     matched = {plugin_key(r["mode"], r["channels"], r["size"] ** 2, r["batch"], d)
                for r in section["results"] for d in DTYPES}
+    matched |= {plugin_key(r["op"], r["channels"], r["size"] ** 2, r["batch"], d)
+                for r in section["spectral"] for d in DTYPES}
     extra = [r for k, r in plugin.items() if k not in matched]
     if extra:
         section["plugin_rows_without_torch_timing"] = extra
     if exe is not None and plugin:
-        missing = [f"{r['shape']} [{r['mode']}] B={r['batch']}" for r in section["results"]
-                   if f"{PLUGIN} fp32" not in r["stats"]]
+        missing = [f"{r['shape']} [{r.get('mode') or r['op']}] B={r['batch']}"
+                   for r in section["results"] + section["spectral"] if f"{PLUGIN} fp32" not in r["stats"]]
         if missing:
             section["skipped"]["plugin kernels at some shapes"] = ("the check program printed no fp32 row for: "
                                                                     + "; ".join(missing))
@@ -508,6 +640,13 @@ def headline(doc: dict) -> list[str]:
             v = r["side_by_side"]["fp32"]["torch_fft_vs_direct"]
             if v is not None and r["channels"] == 64 and r["size"] == 56:
                 out.append(f"torch cuFFT fft_conv vs cuDNN direct conv at 64×56² [{r['mode']}] (B=1, fp32): {v:.1f}×")
+        for op_name in SPECTRAL_OPS:
+            have = [(r, r["side_by_side"]["fp32"]["plugin_vs_torch_fft"]) for r in op.get("spectral", [])
+                    if r["op"] == op_name and r["batch"] == 1]
+            have = [(r, v) for r, v in have if v is not None]
+            if have:
+                out.append(f"{op_name} plugin kernels vs torch.fft.{op_name.lower()} (B=1, fp32): "
+                           + ", ".join(f"{r['channels']}×{r['size']}² {v:.2f}×" for r, v in have))
     model = doc.get("sections", {}).get("model")
     if model:
         for entry in model["results"]:
@@ -543,6 +682,27 @@ def _op_md(section: dict) -> list[str]:
     notes = [f"- {r['shape']} [{r['mode']}] B={r['batch']}: {k}: {v}" for r in section["results"]
              for k, v in r["notes"].items()]
     lines += notes + ([""] if notes else [])
+    spectral = section.get("spectral") or []
+    if spectral:
+        lines += ["## Op level: RFFT2 / IRFFT2 plugin kernels vs torch.fft and the torch ops", "",
+                  "Medians in ms at the aff_former_s18 stage maps (C real channels). `plugin×` = torch.fft median / "
+                  "plugin median (fp32); `vs op×` = torch hyena op median / plugin median of the same dtype (the op "
+                  "transforms fp16 input in fp32).", ""]
+        rows = []
+        for r in spectral:
+            s, side, name = r["stats"], r["side_by_side"], r["op"].lower()
+
+            def ms(label, s=s):
+                return s.get(label, {}).get("median_ms")
+
+            rows.append([r["shape"], r["op"], r["batch"], ms(f"{TORCH_SPECTRAL} {name} fp32"),
+                         ms(f"{TORCH_SPECTRAL_OP}.{name} fp32"), ms(f"{PLUGIN} fp32"),
+                         side["fp32"]["plugin_vs_torch_fft"], side["fp32"]["plugin_vs_torch_op"],
+                         ms(f"{TORCH_SPECTRAL_OP}.{name} fp16"), ms(f"{PLUGIN} fp16"), side["fp16"]["plugin_vs_torch_op"]])
+        lines += _table(["shape", "op", "B", "torch.fft fp32", "torch op fp32", "plugin fp32", "plugin×", "vs op×",
+                         "torch op fp16", "plugin fp16", "vs op×"], rows)
+        notes = [f"- {r['shape']} [{r['op']}] B={r['batch']}: {k}: {v}" for r in spectral for k, v in r["notes"].items()]
+        lines += notes + ([""] if notes else [])
     return lines
 
 

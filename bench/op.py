@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from bench.timing import Subprocess, SubprocessError, compare, idle, ort_runner, ratios
-from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, plan_fft
-from hyena_serve.ops import direct_conv1d_bidir, direct_conv2d, fft_conv, filter_spectrum
+from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODE_2D_CIRCULAR, plan_fft
+from hyena_serve.ops import direct_circular_conv2d, direct_conv1d_bidir, direct_conv2d, fft_conv, filter_spectrum
 
 BASELINE = "torch fft_conv"
 DIRECT = "torch direct conv"
@@ -43,6 +43,10 @@ class OpShape:
 S18_STAGES = [(64, 56), (128, 28), (320, 14), (512, 7)]
 HPX_S18_SHAPES = [OpShape("hpx_former_s18", i, c, s) for i, (c, s) in enumerate(S18_STAGES)]
 HB_S18_SHAPES = [OpShape("hb_former_s18", i, c, s) for i, (c, s) in enumerate(S18_STAGES)]
+#: gf_former_s18 (the circular mode: the filter is the map) and aff_former_s18 (RFFT2/IRFFT2
+#: of the map) have the same stage maps; the GPU benchmark times their plugins there.
+GF_S18_SHAPES = [OpShape("gf_former_s18", i, c, s) for i, (c, s) in enumerate(S18_STAGES)]
+AFF_S18_SHAPES = [OpShape("aff_former_s18", i, c, s) for i, (c, s) in enumerate(S18_STAGES)]
 #: Smoke-test shapes (``--tiny``).
 TINY_SHAPES = [OpShape("tiny", 0, 4, 8)]
 
@@ -64,6 +68,8 @@ class OpCase:
     def direct(self) -> torch.Tensor:
         if self.plan.mode == MODE_2D:
             return direct_conv2d(self.x, self.k, self.d)
+        if self.plan.mode == MODE_2D_CIRCULAR:
+            return direct_circular_conv2d(self.x, self.k, self.d)
         return direct_conv1d_bidir(self.x.flatten(-2), self.k, self.d)
 
 
@@ -76,6 +82,9 @@ def make_case(shape: OpShape, mode: str, batch: int, device: str = "cpu") -> OpC
         kernel = (2 * h - 1, 2 * h - 1)
         k = torch.randn(c, *kernel, generator=gen) * 0.01
         plan = plan_fft(mode, h, h, kernel)
+    elif mode == MODE_2D_CIRCULAR:
+        k = torch.randn(c, h, h, generator=gen) * 0.01
+        plan = plan_fft(mode, h, h)
     else:
         length = 2 * h * h - 1
         k = torch.randn(c, length, generator=gen) * 0.01

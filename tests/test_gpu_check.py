@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -318,6 +319,123 @@ def test_plugin_rows_are_parsed_and_normalised():
         ("2d", 64, 3136, "fp32"), ("1d_bidir", 512, 49, "fp16")]
 
 
+def test_plugin_rows_of_the_circular_mode_and_the_spectral_plugins():
+    from bench import gpu
+
+    text = "\n".join([
+        json.dumps({"op": "FFTConv", "mode": "2d_circular", "channels": 64, "spatial": [56, 56], "kernel": [56, 56],
+                    "batch": 8, "dtype": "fp16", "median_ms": 0.2}),
+        json.dumps({"op": "RFFT2", "channels": 128, "spatial": [28, 28], "batch": 1, "dtype": "fp32",
+                    "median_ms": 0.03}),
+        json.dumps({"op": "irfft2", "channels": 512, "spatial": [7, 7], "batch": 1, "dtype": "float16",
+                    "median_ms": 0.01}),
+        json.dumps({"op": "FFTConv", "mode": "3d", "channels": 1, "spatial": [1, 1], "batch": 1, "dtype": "fp32",
+                    "median_ms": 1.0}),  # unknown mode
+        json.dumps({"op": "DCT", "channels": 1, "spatial": [1, 1], "batch": 1, "dtype": "fp32",
+                    "median_ms": 1.0}),  # unknown op
+    ])
+    rows = gpu.parse_plugin_rows(text)
+    assert [(r["op"], r["mode"], r["kind"], r["channels"], r["elements"], r["batch"], r["dtype"]) for r in rows] == [
+        ("FFTConv", "2d_circular", "2d_circular", 64, 3136, 8, "fp16"), ("RFFT2", None, "RFFT2", 128, 784, 1, "fp32"),
+        ("IRFFT2", None, "IRFFT2", 512, 49, 1, "fp16")]
+    # rows of the older check program (no "op") are FFTConv rows
+    (old,) = gpu.parse_plugin_rows(json.dumps({"mode": "2d", "channels": 8, "spatial": [7, 7], "kernel": [13, 13],
+                                               "batch": 1, "dtype": "fp32", "median_ms": 0.1}))
+    assert (old["op"], old["kind"]) == ("FFTConv", "2d")
+
+
+def test_the_check_program_prints_the_rows_the_parser_reads():
+    # The JSON the .cu writes (its printf formats, filled in) must parse; a renamed key would
+    # silently drop every plugin row from the benchmark.
+    from bench import gpu
+
+    source = (ROOT / "export" / "plugins" / "fftconv" / "tests" / "fftconv_gpu_check.cu").read_text()
+    literals = re.findall(r'std::printf\("(\{\\"op.*?)\\n"', source, re.S)
+    # join the adjacent C string literals, unescape the quotes, C's %lld to Python's %d
+    formats = [re.sub(r'(?<!\\)"\s*"', "", f).replace('\\"', '"').replace("%lld", "%d") for f in literals]
+    assert len(formats) == 2, formats  # FFTConv rows, RFFT2/IRFFT2 rows
+    fftconv, spectral = sorted(formats, key=lambda f: '"mode"' not in f)
+    line_a = fftconv % ("2d_circular", 64, 56, 56, "[56, 56]", 1, "fp32", 0.25)
+    line_b = spectral % ("IRFFT2", 64, 56, 56, 8, "fp16", 0.125)
+    rows = gpu.parse_plugin_rows(f"{line_a}\n{line_b}\n")
+    assert [(r["kind"], r["elements"], r["batch"], r["dtype"], r["median_ms"]) for r in rows] == [
+        ("2d_circular", 3136, 1, "fp32", 0.25), ("IRFFT2", 3136, 8, "fp16", 0.125)]
+
+
+@pytest.fixture()
+def on_cpu(monkeypatch):
+    """bench gpu's op-level code on the CPU: device "cpu", wall-clock timing (a dry run of the
+    logic; the numbers mean nothing)."""
+    from bench import gpu, timing
+
+    compare = timing.compare
+
+    def wall_clock(alternatives, **kwargs):
+        return compare(alternatives, **{**kwargs, "cuda": False})
+
+    monkeypatch.setattr(gpu, "DEVICE", "cpu")
+    monkeypatch.setattr(timing, "compare", wall_clock)
+    return gpu.GpuSettings(op_rounds=2, op_warmup=1, max_seconds=5.0)
+
+
+def test_circular_op_rows_check_every_alternative_against_the_direct_convolution(on_cpu):
+    from bench import gpu
+    from bench.op import GF_S18_SHAPES
+
+    shape = GF_S18_SHAPES[3]  # 512 x 7 x 7
+    plugin = {gpu.plugin_key("2d_circular", 512, 49, 1, "fp32"): {"median_ms": 1e-3}}
+    r = gpu.bench_op(shape, "2d_circular", 1, on_cpu, plugin)
+    assert r["mode"] == "2d_circular" and r["kernel"] == [7, 7] and r["fft"] == [7, 7]
+    assert r["errors"] == {} and r["notes"] == {}, r["rel_err_vs_direct_fp32"]
+    for name in ("torch fft_conv fp32", "cuDNN direct conv fp32"):  # the circular padding lines up
+        assert r["rel_err_vs_direct_fp32"][name] <= 1e-5
+    assert r["stats"]["plugin kernels fp32"]["median_ms"] == 1e-3 and "plugin kernels fp16" not in r["stats"]
+    assert r["side_by_side"]["fp32"]["plugin_vs_torch_fft"] > 0
+
+
+@pytest.mark.parametrize("op", ["RFFT2", "IRFFT2"])
+def test_spectral_op_rows_check_torch_against_float64_and_pair_the_plugin_rows(on_cpu, op):
+    from bench import gpu
+    from bench.op import AFF_S18_SHAPES
+
+    shape = AFF_S18_SHAPES[2]  # 320 x 14 x 14
+    plugin = {gpu.plugin_key(op, 320, 196, 1, d): {"median_ms": ms} for d, ms in (("fp32", 0.01), ("fp16", 0.02))}
+    plugin[gpu.plugin_key(op, 320, 196, 8, "fp32")] = {"median_ms": 9.0}  # another batch: not this row's
+    r = gpu.bench_spectral(shape, op, 1, on_cpu, plugin)
+    name = op.lower()
+    assert r["errors"] == {} and r["baseline"] == f"torch.fft {name} fp32"
+    assert set(r["rel_err_vs_float64"]) == {f"torch.fft {name} fp32", f"torch hyena.{name} fp32",
+                                            f"torch hyena.{name} fp16"}
+    assert max(v for k, v in r["rel_err_vs_float64"].items() if k.endswith("fp32")) <= 1e-5
+    assert r["rel_err_vs_float64"][f"torch hyena.{name} fp16"] <= 5e-3
+    assert r["stats"]["plugin kernels fp32"]["median_ms"] == 0.01
+    assert r["stats"]["plugin kernels fp16"]["median_ms"] == 0.02
+    side = r["side_by_side"]
+    assert side["fp32"]["plugin_vs_torch_fft"] == pytest.approx(r["stats"][r["baseline"]]["median_ms"] / 0.01)
+    assert side["fp16"]["plugin_vs_torch_op"] == pytest.approx(
+        r["stats"][f"torch hyena.{name} fp16"]["median_ms"] / 0.02)
+
+
+def test_run_op_covers_the_circular_mode_and_the_spectral_ops(on_cpu, monkeypatch, tmp_path):
+    from bench import gpu
+
+    rows = [{"op": "FFTConv", "mode": m, "channels": 512, "spatial": [7, 7], "kernel": k, "batch": 1,
+             "dtype": "fp32", "median_ms": 0.01} for m, k in (("2d", [13, 13]), ("1d_bidir", [97]),
+                                                               ("2d_circular", [7, 7]))]
+    rows += [{"op": op, "channels": 512, "spatial": [7, 7], "batch": 1, "dtype": "fp32", "median_ms": 0.01}
+             for op in ("RFFT2", "IRFFT2")]
+    exe = tmp_path / "fftconv_gpu_check"
+    exe.write_text("#!/bin/sh\n" + "".join(f"echo '{json.dumps(r)}'\n" for r in rows))
+    exe.chmod(0o755)
+    on_cpu.op_stages, on_cpu.op_batches, on_cpu.plugin_exe = (3,), (1,), str(exe)
+    section = gpu.run_op(on_cpu, log=lambda m: None)
+    assert section["errors"] == {}, section["errors"]
+    assert sorted(r["mode"] for r in section["results"]) == ["1d_bidir", "2d", "2d_circular"]
+    assert sorted(r["op"] for r in section["spectral"]) == ["IRFFT2", "RFFT2"]
+    assert all("plugin kernels fp32" in r["stats"] for r in section["results"] + section["spectral"])
+    assert "plugin_rows_without_torch_timing" not in section and "plugin kernels at some shapes" not in section["skipped"]
+
+
 def test_gpu_report_is_written_from_a_results_document(tmp_path):
     pytest.importorskip("matplotlib")
     from bench import gpu
@@ -341,9 +459,19 @@ def test_gpu_report_is_written_from_a_results_document(tmp_path):
         "tensorrt": {"rows": [{"batch": 1, "stats": {"trt_plugin": stats(0.5), "trt_gemm": stats(1.0)},
                                "time_vs_plugin": {"trt_plugin": 1.0, "trt_gemm": 2.0}}],
                      "engine_skipped": {"native-dft": "TensorRT 10.9 cannot import ONNX DFT"}}}
+    circular_row = {**op_row, "shape": "gf_former_s18 stage 0: 64x56x56", "model": "gf_former_s18",
+                    "mode": "2d_circular"}
+    spectral_row = {"shape": "aff_former_s18 stage 0: 64x56x56", "model": "aff_former_s18", "stage": 0,
+                    "channels": 64, "size": 56, "op": "RFFT2", "batch": 1,
+                    "stats": {"torch.fft rfft2 fp32": stats(0.3), "torch hyena.rfft2 fp32": stats(0.4),
+                              "plugin kernels fp32": {"median_ms": 0.1}},
+                    "side_by_side": {"fp32": {"plugin_vs_torch_fft": 3.0, "plugin_vs_torch_op": 4.0},
+                                     "fp16": {"plugin_vs_torch_fft": None, "plugin_vs_torch_op": None}},
+                    "notes": {}}
     doc = {"command": "python -m bench gpu (synthetic test document)", "started": "now", "seconds": 1.0,
            "environment": environment(), "gpu": {"name": "none (synthetic)", "tf32": False},
-           "sections": {"op": {"baseline": "torch fft_conv fp32", "results": [op_row]},
+           "sections": {"op": {"baseline": "torch fft_conv fp32", "results": [op_row, circular_row],
+                               "spectral": [spectral_row]},
                         "model": {"baseline": "eager fp32", "filters": "frozen", "compile": "off",
                                   "results": [model_entry]}},
            "skipped": {"model: TensorRT engines": "TensorRT is not installed here"}, "errors": {}}
@@ -351,6 +479,10 @@ def test_gpu_report_is_written_from_a_results_document(tmp_path):
     md = paths["markdown"].read_text()
     assert "plugin kernels vs torch cuFFT fft_conv at 64×56² (2D, B=1, fp32): 2.00× (target ≥ 1.5×: met)" in md
     assert "TensorRT is not installed here" in md
+    assert "plugin kernels faster than torch cuFFT at 2/2 S18 stage shapes (B=1, fp32)" in md
+    assert "| gf_former_s18 stage 0: 64x56x56 | 2d_circular | 1 |" in md
+    assert "RFFT2 plugin kernels vs torch.fft.rfft2 (B=1, fp32): 64×56² 3.00×" in md
+    assert "| aff_former_s18 stage 0: 64x56x56 | RFFT2 | 1 | 0.30 | 0.40 | 0.10 | 3.00 | 4.00 |" in md
     assert "| hpx_former_s18 @224 | 1 | trt_gemm | 1.00 | 1.00 | 2.00 | 2.00 |" in md  # eager fp32 B=1: 2 ms
     assert "native-dft: skipped: TensorRT 10.9" in md
     assert json.loads(paths["json"].read_text())["headline"]

@@ -27,6 +27,7 @@ Every artifact goes to pytest tmp dirs. GPU numerics run in fftconv_gpu_check, n
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -453,6 +454,19 @@ def test_cmake_builds_cuda_core_and_gpu_check_without_tensorrt(tmp_path):
     else:
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
         assert proc.stdout.strip().endswith(" 0 failed")
+    # --bench-json (python -m bench gpu reads its stdout): FFTConv in all three modes and the
+    # RFFT2/IRFFT2 plugins are timed; stdout stays JSON rows only, even when there is no GPU.
+    usage = _run([exe, "--help"]).stdout
+    assert "2d_circular" in usage and "RFFT2" in usage and "IRFFT2" in usage
+    proc = subprocess.run([str(exe), "--bench-json", "--reps", "1"], capture_output=True, text=True, timeout=600)
+    if proc.returncode == 2:
+        assert proc.stdout == "" and "no usable CUDA device" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert {(r["op"], r.get("mode")) for r in rows} == {("FFTConv", "2d"), ("FFTConv", "1d_bidir"),
+                                                           ("FFTConv", "2d_circular"), ("RFFT2", None),
+                                                           ("IRFFT2", None)}
     # The CPU core test of the same build passes.
     assert "checks passed" in _run([build / "fftconv_core_test"]).stdout
 

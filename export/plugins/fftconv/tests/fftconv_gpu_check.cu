@@ -24,9 +24,12 @@
 // Output: one line per case, then exactly "N passed, M failed"; exit 0 only if M == 0
 // (exit 2 when there is no usable CUDA device).
 //
-// --bench-json: instead of the checks, time run() (cudaEvent, median of --reps runs after
-// warm-up) at batch 1 and 8 for every S18 stage shape, fp32 and fp16, printing one JSON
-// object per line: {"mode","channels","spatial":[H,W],"kernel":[...],"batch","dtype","median_ms"}.
+// --bench-json: instead of the checks, time the plugins' enqueue paths (cudaEvent, median of
+// --reps runs after warm-up) at batch 1 and 8, fp32 and fp16, printing one JSON object per line:
+//   FFTConv run() at every S18 stage shape (hpx 2d, hb 1d_bidir, gf 2d_circular):
+//     {"op":"FFTConv","mode","channels","spatial":[H,W],"kernel":[...],"batch","dtype","median_ms"}
+//   RFFT2 / IRFFT2 runSpectral() at the aff_former_s18 stage maps (channels = real channels C):
+//     {"op":"RFFT2"|"IRFFT2","channels","spatial":[H,W],"batch","dtype","median_ms"}
 #include "fftconv_core.h"
 #include "fftconv_kernels.cuh"
 #include "fftconv_reference.h"
@@ -59,7 +62,7 @@ struct Shape
     int64_t w;
     int32_t kh; //!< 2d: Kh; 1d: 1
     int32_t kw; //!< 2d: Kw; 1d: K
-    bool s18;   //!< an hpx/hb_former_s18 stage shape at 224 px (benchmarked; 2d_circular is not)
+    bool s18;   //!< an hpx/hb/gf_former_s18 stage shape at 224 px (benchmarked by --bench-json)
 };
 
 std::vector<Shape> shapes()
@@ -81,10 +84,10 @@ std::vector<Shape> shapes()
         {Mode::k1DBidir, 3, 3, 5, 1, 29, false},
         {Mode::k1DBidir, 7, 5, 3, 1, 9, false},
         // gf_former_s18 @224 (2d_circular: the filter is the map, K = (H, W)), then odd sizes
-        {Mode::k2DCircular, 64, 56, 56, 56, 56, false},
-        {Mode::k2DCircular, 128, 28, 28, 28, 28, false},
-        {Mode::k2DCircular, 320, 14, 14, 14, 14, false},
-        {Mode::k2DCircular, 512, 7, 7, 7, 7, false},
+        {Mode::k2DCircular, 64, 56, 56, 56, 56, true},
+        {Mode::k2DCircular, 128, 28, 28, 28, 28, true},
+        {Mode::k2DCircular, 320, 14, 14, 14, 14, true},
+        {Mode::k2DCircular, 512, 7, 7, 7, 7, true},
         {Mode::k2DCircular, 3, 7, 5, 7, 5, false},
         {Mode::k2DCircular, 5, 9, 6, 9, 6, false},
         {Mode::k2DCircular, 2, 1, 6, 1, 6, false},
@@ -573,22 +576,23 @@ struct SpectralShape
     int64_t c; //!< real channels (RFFT2 input C, IRFFT2 output C)
     int64_t h;
     int64_t w;
+    bool s18;  //!< an aff_former_s18 stage map at 224 px (benchmarked by --bench-json)
 };
 
 std::vector<SpectralShape> spectralShapes()
 {
     return {
         // aff_former_s18 @224 stage maps
-        {64, 56, 56},
-        {128, 28, 28},
-        {320, 14, 14},
-        {512, 7, 7},
+        {64, 56, 56, true},
+        {128, 28, 28, true},
+        {320, 14, 14, true},
+        {512, 7, 7, true},
         // odd sizes: odd W (no Nyquist column), odd H, non-square, 1-row and 1-column maps
-        {3, 5, 7},
-        {2, 6, 5},
-        {5, 9, 9},
-        {4, 1, 6},
-        {2, 4, 1},
+        {3, 5, 7, false},
+        {2, 6, 5, false},
+        {5, 9, 9, false},
+        {4, 1, 6, false},
+        {2, 4, 1, false},
     };
 }
 
@@ -823,6 +827,144 @@ void checkSpectral(SpectralShape const& s, Direction dir, cudaStream_t stream, s
     destroyPlans(plans);
 }
 
+//! Median of ``reps`` timed calls of ``launch`` (after 5 warm-ups), each between two events
+//! on ``stream``; false (and the last call's result in ``k``) when a call fails.
+template <typename Launch>
+bool medianMs(cudaStream_t stream, int reps, Launch&& launch, KernelResult& k, double& median)
+{
+    cudaEvent_t t0 = nullptr;
+    cudaEvent_t t1 = nullptr;
+    cudaEventCreate(&t0);
+    cudaEventCreate(&t1);
+    std::vector<float> ms;
+    for (int i = 0; k.ok() && i < reps + 5; ++i)
+    {
+        cudaEventRecord(t0, stream);
+        k = launch();
+        cudaEventRecord(t1, stream);
+        cudaEventSynchronize(t1);
+        float t = 0;
+        cudaEventElapsedTime(&t, t0, t1);
+        if (i >= 5) // warm-up
+        {
+            ms.push_back(t);
+        }
+    }
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+    if (!k.ok() || ms.empty())
+    {
+        return false;
+    }
+    std::sort(ms.begin(), ms.end());
+    median = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+    return true;
+}
+
+//! RFFT2 / IRFFT2 rows of --bench-json: runSpectral() at the aff_former_s18 stage maps, with the
+//! workspace and plans SpectralPlugin makes for a profile of max batch 8.
+int benchSpectral(cudaStream_t stream, int reps, std::mt19937& rng)
+{
+    constexpr int64_t kMaxBatch = 8;
+    int status = 0;
+    for (SpectralShape const& s : spectralShapes())
+    {
+        if (!s.s18)
+        {
+            continue;
+        }
+        for (Direction dir : {Direction::kForward, Direction::kInverse})
+        {
+            bool const fwd = dir == Direction::kForward;
+            char nameBuf[128];
+            std::snprintf(nameBuf, sizeof(nameBuf), "%s C=%lld %lldx%lld", fwd ? "RFFT2" : "IRFFT2",
+                static_cast<long long>(s.c), static_cast<long long>(s.h), static_cast<long long>(s.w));
+            SpectralAttributes a;
+            a.height = static_cast<int32_t>(s.h);
+            a.width = static_cast<int32_t>(s.w);
+            int64_t const xc = fwd ? s.c : 2 * s.c;
+            int64_t const xw = fwd ? s.w : a.specCols();
+            int64_t const yc = fwd ? 2 * s.c : s.c;
+            int64_t const yw = fwd ? a.specCols() : s.w;
+            int64_t const xMax[4] = {kMaxBatch, xc, s.h, xw};
+            Geometry gMax{};
+            Result const pr = planSpectralGeometry(dir, a, xMax, gMax);
+            std::vector<int64_t> table(static_cast<size_t>(planLevels(kMaxBatch)), 0);
+            KernelResult k = pr.ok()
+                ? queryWorkBytes(gMax, static_cast<int32_t>(table.size()), table.data(), planDirections(dir))
+                : KernelResult{};
+            if (!pr.ok() || !k.ok())
+            {
+                std::fprintf(stderr, "%s: %s\n", nameBuf, pr.ok() ? kernelMsg(k).c_str() : pr.message.c_str());
+                status = 1;
+                continue;
+            }
+            bool covered = false;
+            size_t const wsBytes = workspaceLayout(gMax, workReserveFor(table, kMaxBatch, covered)).totalBytes;
+            size_t const nx = static_cast<size_t>(kMaxBatch * xc * s.h * xw);
+            size_t const ny = static_cast<size_t>(kMaxBatch * yc * s.h * yw);
+            std::normal_distribution<float> nd;
+            std::vector<float> x(nx);
+            std::vector<__half> xh(nx);
+            for (size_t i = 0; i < nx; ++i)
+            {
+                xh[i] = __float2half_rn(nd(rng));
+                x[i] = __half2float(xh[i]);
+            }
+            DevBuf dx, dxh, dy, dyh, dws;
+            cudaError_t e = dx.alloc(nx * sizeof(float));
+            if (e == cudaSuccess) e = dxh.alloc(nx * sizeof(__half));
+            if (e == cudaSuccess) e = dy.alloc(ny * sizeof(float));
+            if (e == cudaSuccess) e = dyh.alloc(ny * sizeof(__half));
+            if (e == cudaSuccess) e = dws.alloc(wsBytes);
+            if (e == cudaSuccess) e = cudaMemcpy(dx.p, x.data(), nx * sizeof(float), cudaMemcpyHostToDevice);
+            if (e == cudaSuccess) e = cudaMemcpy(dxh.p, xh.data(), nx * sizeof(__half), cudaMemcpyHostToDevice);
+            if (e != cudaSuccess)
+            {
+                std::fprintf(stderr, "%s: device set-up: %s\n", nameBuf, cudaMsg(e).c_str());
+                status = 1;
+                continue;
+            }
+            FftPlans plans;
+            for (int64_t batch : {1, 8})
+            {
+                for (bool fp16 : {false, true})
+                {
+                    int64_t const xd[4] = {batch, xc, s.h, xw};
+                    Geometry g{};
+                    planSpectralGeometry(dir, a, xd, g); // validated for the max batch above
+                    k = ensurePlans(g, plans, nullptr, planDirections(dir));
+                    SpectralLaunchArgs la;
+                    la.dir = dir;
+                    la.geom = g;
+                    la.io = fp16 ? IoType::kFloat16 : IoType::kFloat32;
+                    la.x = fp16 ? dxh.p : dx.p;
+                    la.y = fp16 ? dyh.p : dy.p;
+                    la.workspace = dws.p;
+                    la.workspaceBytes = workspaceLayout(g, workReserveFor(table, batch, covered)).totalBytes;
+                    double median = 0;
+                    bool const ok = medianMs(stream, reps, [&] { return runSpectral(la, plans, stream); }, k, median);
+                    e = cudaGetLastError();
+                    if (!ok || e != cudaSuccess)
+                    {
+                        std::fprintf(stderr, "%s batch=%lld: %s %s\n", nameBuf, static_cast<long long>(batch),
+                            kernelMsg(k).c_str(), cudaMsg(e).c_str());
+                        status = 1;
+                        continue;
+                    }
+                    std::printf("{\"op\": \"%s\", \"channels\": %lld, \"spatial\": [%lld, %lld], \"batch\": %lld, "
+                                "\"dtype\": \"%s\", \"median_ms\": %.6f}\n",
+                        fwd ? "RFFT2" : "IRFFT2", static_cast<long long>(s.c), static_cast<long long>(s.h),
+                        static_cast<long long>(s.w), static_cast<long long>(batch), fp16 ? "fp16" : "fp32", median);
+                    std::fflush(stdout);
+                }
+            }
+            destroyPlans(plans);
+        }
+    }
+    return status;
+}
+
 int bench(cudaStream_t stream, int reps, std::mt19937& rng)
 {
     int status = 0;
@@ -841,10 +983,6 @@ int bench(cudaStream_t stream, int reps, std::mt19937& rng)
             continue;
         }
         FftPlans plans;
-        cudaEvent_t t0 = nullptr;
-        cudaEvent_t t1 = nullptr;
-        cudaEventCreate(&t0);
-        cudaEventCreate(&t1);
         for (int64_t batch : {1, 8})
         {
             for (bool fp16 : {false, true})
@@ -852,35 +990,20 @@ int bench(cudaStream_t stream, int reps, std::mt19937& rng)
                 Geometry const g = geometryFor(p, batch);
                 KernelResult k = ensurePlans(g, plans);
                 LaunchArgs const a = launchArgs(p, g, fp16);
-                std::vector<float> ms;
-                for (int i = 0; k.ok() && i < reps + 5; ++i)
-                {
-                    cudaEventRecord(t0, stream);
-                    k = run(a, plans, stream);
-                    cudaEventRecord(t1, stream);
-                    cudaEventSynchronize(t1);
-                    float t = 0;
-                    cudaEventElapsedTime(&t, t0, t1);
-                    if (i >= 5) // warm-up
-                    {
-                        ms.push_back(t);
-                    }
-                }
+                double median = 0;
+                bool const ok = medianMs(stream, reps, [&] { return run(a, plans, stream); }, k, median);
                 cudaError_t const e = cudaGetLastError();
-                if (!k.ok() || e != cudaSuccess || ms.empty())
+                if (!ok || e != cudaSuccess)
                 {
                     std::fprintf(stderr, "%s batch=%lld: %s %s\n", describe(s).c_str(), static_cast<long long>(batch),
                         kernelMsg(k).c_str(), cudaMsg(e).c_str());
                     status = 1;
                     continue;
                 }
-                std::sort(ms.begin(), ms.end());
-                double const median = ms.size() % 2 ? ms[ms.size() / 2]
-                                                    : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
                 std::string kernel = s.mode != Mode::k1DBidir
                     ? "[" + std::to_string(s.kh) + ", " + std::to_string(s.kw) + "]"
                     : "[" + std::to_string(s.kw) + "]";
-                std::printf("{\"mode\": \"%s\", \"channels\": %lld, \"spatial\": [%lld, %lld], \"kernel\": %s, "
+                std::printf("{\"op\": \"FFTConv\", \"mode\": \"%s\", \"channels\": %lld, \"spatial\": [%lld, %lld], \"kernel\": %s, "
                             "\"batch\": %lld, \"dtype\": \"%s\", \"median_ms\": %.6f}\n",
                     modeName(s.mode), static_cast<long long>(s.c), static_cast<long long>(s.h),
                     static_cast<long long>(s.w), kernel.c_str(), static_cast<long long>(batch), fp16 ? "fp16" : "fp32",
@@ -888,11 +1011,9 @@ int bench(cudaStream_t stream, int reps, std::mt19937& rng)
                 std::fflush(stdout);
             }
         }
-        cudaEventDestroy(t0);
-        cudaEventDestroy(t1);
         destroyPlans(plans);
     }
-    return status;
+    return benchSpectral(stream, reps, rng) != 0 ? 1 : status;
 }
 
 void usage()
@@ -901,8 +1022,9 @@ void usage()
         "usage: fftconv_gpu_check [--bench-json [--reps N]]\n"
         "  (no flag)     check the FFTConv, RFFT2 and IRFFT2 enqueue paths on the GPU against CPU references;\n"
         "                prints one line per case and 'N passed, M failed'; exit 0 only if all pass\n"
-        "  --bench-json  time the plugin kernels (median of N runs, default 50) at batch 1 and 8 for\n"
-        "                every S18 stage shape, fp32 and fp16; one JSON object per line\n");
+        "  --bench-json  time the plugin kernels (median of N runs, default 50) at batch 1 and 8, fp32 and\n"
+        "                fp16: FFTConv at every S18 stage shape (2d, 1d_bidir, 2d_circular), RFFT2 and\n"
+        "                IRFFT2 at the aff_former_s18 stage maps; one JSON object per line\n");
 }
 
 } // namespace
@@ -970,7 +1092,7 @@ int main(int argc, char** argv)
     }
     for (Shape const& s : shapes())
     {
-        // The graph capture runs once per mode, on the second stage shape.
+        // The graph capture runs once per mode (2d, 1d_bidir, 2d_circular), on the second stage shape.
         bool const graph = s.s18 && s.c == 128;
         checkShape(s, stream, rng, graph);
     }
