@@ -304,13 +304,14 @@ def _export(spec: ModelSpec, manifest: Manifest, target: Path, body: str, precis
 
 def _export_int8(spec: ModelSpec, manifest: Manifest, tmp: Path, name: str, body: str, check: bool, progress: bool,
                  inline: bool, fp32_source: Artifact | None) -> tuple[dict[str, str], dict]:
-    """Write the int8 file ``tmp/name`` from the fp32 export (``fp32_source`` or a fresh
-    one, parity-checked against torch as always), quantized in function form and inlined
-    afterwards if asked. Returns (FFTConv overloads, the manifest's quantization record)."""
+    """Write the int8 file ``tmp/name`` from the fp32 export (the cached ``fp32_source``,
+    or a fresh one, parity-checked against torch when ``check``), quantized in function
+    form and inlined afterwards if asked. Returns (FFTConv overloads, the manifest's
+    quantization record)."""
     import onnx
 
     from hyena_serve.exporting.onnx_export import export_onnx, inline_fftconv
-    from hyena_serve.exporting.quantize import quantize_int8
+    from hyena_serve.exporting.quantize import QuantizeError, quantize_int8
 
     if fp32_source is not None:
         source, overloads = fp32_source.onnx_path, dict(fp32_source.manifest.onnx.fftconv_plans)
@@ -325,9 +326,12 @@ def _export_int8(spec: ModelSpec, manifest: Manifest, tmp: Path, name: str, body
         source = tmp / "fp32" / name
         overloads = export_onnx(model, manifest.resolution, source, preprocess=manifest.preprocess, body=body,
                                 check=check, progress=progress).overloads
-    report = quantize_int8(source, tmp / name)
-    if check:
-        log.info("int8 vs fp32 in ONNX Runtime: %s", _int8_agreement(source, tmp / name, manifest))
+    try:
+        report = quantize_int8(source, tmp / name)
+        if check:
+            log.info("int8 vs fp32 in ONNX Runtime: %s", _int8_agreement(source, tmp / name, manifest))
+    except QuantizeError as exc:
+        raise ArtifactError(str(exc)) from None
     if inline:
         onnx.save_model(inline_fftconv(onnx.load(tmp / name)), tmp / name)
     shutil.rmtree(tmp / "fp32", ignore_errors=True)

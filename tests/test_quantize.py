@@ -148,3 +148,23 @@ def test_int8_artifact_from_the_cache_and_inlined_after_quantizing(fp32_export):
     # nothing but the three artifacts (and their manifests) in the cache: no fp32 temporaries left behind
     assert sorted(p.name for p in (root / "onnx").iterdir() if p.suffix == ".onnx") == sorted(
         p.onnx_path.name for p in (artifact, int8, inlined))
+
+
+def test_a_failed_int8_check_is_an_artifact_error_and_leaves_nothing(fp32_export, tmp_path, monkeypatch):
+    from hyena_serve.artifact import ArtifactError
+    from hyena_serve.exporting import quantize
+
+    artifact, spec, root = fp32_export
+    cache = tmp_path / "cache"
+    (cache / "onnx").mkdir(parents=True)
+    for path in (artifact.onnx_path, artifact.manifest_path):  # the fp32 export, cached
+        (cache / "onnx" / path.name).write_bytes(path.read_bytes())
+
+    def changed(before, after):
+        raise QuantizeError("quantization changed the FFTConv constant 'kf' (float32[1] -> int8[1])")
+
+    monkeypatch.setattr(quantize, "check_fftconv_untouched", changed)
+    with pytest.raises(ArtifactError, match="changed the FFTConv constant"):
+        build_artifact(spec, cache, precision="int8", check=False, progress=False)
+    assert sorted(p.name for p in (cache / "onnx").iterdir()) == sorted(
+        p.name for p in (artifact.onnx_path, artifact.manifest_path))
