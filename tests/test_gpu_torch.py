@@ -25,6 +25,7 @@ from hyena_serve.ops import (
     fft_conv2d_ref,
     filter_spectrum,
 )
+from hyena_serve.ops.spectral import irfft2
 
 pytestmark = pytest.mark.gpu
 
@@ -152,6 +153,42 @@ def test_fft_conv_gradcheck_on_cuda(mode):
                                     (u, kf, d))
 
 
+# --- non-Hermitian spectra: a learned GFNet filter, an AFF-masked spectrum --------------------
+#
+# cuFFT's complex-to-real transforms assume a Hermitian input and leave the result for any
+# other undefined (cuFFT documentation, "FFT types"); torch's CUDA irfft has been seen to use
+# the imaginary part of the DC column (pytorch/pytorch#154496). The op contract
+# (docs/design.md §4) takes the DC (and even-W Nyquist) column as real after the inverse
+# transform along H, as the CPU does and the ONNX bodies and plugins do. GFNet's Kf is a
+# free complex parameter and AFF multiplies the spectrum by a learned mask, so neither is
+# Hermitian: these cases hold the CUDA ops to the contract on such input.
+
+NON_HERMITIAN = [(7, 7), (6, 8), (56, 56), (1, 6), (5, 1)]
+
+
+@pytest.mark.parametrize(("h", "w"), NON_HERMITIAN)
+def test_irfft2_on_cuda_reads_a_non_hermitian_spectrum_as_the_cpu_does(h, w):
+    y = torch.randn(2, 6, h, w // 2 + 1, dtype=torch.float64)
+    got = irfft2(y.float().to(DEVICE), w)
+    assert got.device.type == DEVICE
+    assert _rel_err(got, irfft2(y, w)) <= FP32_TOL
+
+
+@pytest.mark.parametrize(("h", "w"), NON_HERMITIAN)
+def test_circular_fft_conv_on_cuda_with_a_non_hermitian_filter_matches_cpu(h, w):
+    plan = plan_fft(MODE_2D_CIRCULAR, h, w)
+    x = torch.randn(2, 3, h, w, dtype=torch.float64)
+    kf = torch.randn(3, *plan.spectrum_shape, 2, dtype=torch.float64)  # any complex values, as GFNet learns
+    d = torch.randn(3, dtype=torch.float64)
+
+    def run(*tensors):
+        return fft_conv(*tensors, plan.mode, list(plan.kernel), list(plan.fft))
+
+    got = run(x.float().to(DEVICE), kf.float().to(DEVICE), d.float().to(DEVICE))
+    assert got.device.type == DEVICE
+    assert _rel_err(got, run(x, kf, d)) <= FP32_TOL
+
+
 def test_fft_conv_on_cuda_matches_direct_convolution():
     # the direct (cuDNN) convolution, not another FFT, as the second opinion on the GPU
     x, k, d, plan = _case(MODE_2D, 8, 15, 13, (29, 25))
@@ -163,7 +200,7 @@ def test_fft_conv_on_cuda_matches_direct_convolution():
 # --- models ---------------------------------------------------------------------------------
 
 SMALL = dict(num_classes=10, img_size=32, dims=(32, 64, 64, 96))
-MODELS = ["hpx_former_s4", "hb_former_s4", "c_hpx_former_s4"]
+MODELS = ["hpx_former_s4", "hb_former_s4", "c_hpx_former_s4", "gf_former_s4", "aff_former_s4"]
 
 
 def _model(name: str, **overrides):
@@ -185,7 +222,7 @@ def test_model_logits_cuda_match_cpu(name):
     assert _rel_err(cuda32, cpu32) <= 1e-4
 
 
-@pytest.mark.parametrize("name", ["hpx_former_s18", "hb_former_s18"])
+@pytest.mark.parametrize("name", ["hpx_former_s18", "hb_former_s18", "gf_former_s18", "aff_former_s18"])
 def test_s18_logits_cuda_match_cpu_at_224(name):
     from hyena_serve.models import create_model
 
