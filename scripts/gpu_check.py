@@ -11,7 +11,9 @@ the path with ``PYTHONPATH=.``), in order and within one time budget (8 minutes)
    sizes, fp32/fp16, batch 1→8→3→8 with a plan-creation count, CUDA graph capture;
 3. ``pytest -m gpu`` with ``HYENA_REQUIRE_GPU=1`` on the test files that hold GPU tests:
    a skipped GPU test fails, except for want of TensorRT on a host without it;
-4. ``python -m bench gpu`` (op and model level, JSON + Markdown + PNG in ``bench/out/gpu``).
+4. ``python -m bench gpu`` (op level: FFTConv 2d / 1d_bidir / 2d_circular at the S18 stage
+   shapes and RFFT2 / IRFFT2 at the aff_former_s18 maps, plugin kernels vs torch; model
+   level; JSON + Markdown + PNG in ``bench/out/gpu``).
 
 It ends with a summary of what ran, passed, failed and skipped (and why) and exits 1 on
 any failure. Without torch or without a CUDA GPU it prints one line and exits 3.

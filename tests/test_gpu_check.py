@@ -273,7 +273,8 @@ def test_cufft_from_the_wheel_or_the_toolkit(tmp_path):
 
 def test_gpu_test_files_are_the_ones_with_the_marker():
     files = {p.name for p in gc.gpu_test_files(ROOT / "tests")}
-    assert "test_gpu_torch.py" in files
+    # the torch reference on CUDA, the spectral ops on CUDA, the TensorRT engines (gf/aff too)
+    assert {"test_gpu_torch.py", "test_spectral_ops.py", "test_tensorrt_gpu.py"} <= files
     assert "test_gateway.py" not in files  # needs the serving extras a bare GPU host lacks
 
 
