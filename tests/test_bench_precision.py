@@ -34,6 +34,9 @@ def test_tiny_precision_run_writes_the_side_by_side_report(tmp_path):
         agreement = section["agreement"][name]
         assert agreement["photos"]["n"] == 4 and agreement["random"]["n"] == 4
         assert 0 <= agreement["random"]["top1_same"] <= 4
+        flipped = agreement["random"]["largest_flipped_margin"]
+        assert (flipped is None) == (agreement["random"]["top1_same"] == 4)
+        assert agreement["random"]["median_top2_margin"] >= 0
     digits = section["digits"]
     assert digits["split"]["subset"] == 120 and digits["n"] == 120  # the trainer's split, read back from its run
     assert all(a["n"] == 120 for a in digits["agreement"].values())
