@@ -351,7 +351,7 @@ def test_the_check_program_prints_the_rows_the_parser_reads():
     from bench import gpu
 
     source = (ROOT / "export" / "plugins" / "fftconv" / "tests" / "fftconv_gpu_check.cu").read_text()
-    literals = re.findall(r'std::printf\("(\{\\"op.*?)\\n"', source, re.S)
+    literals = re.findall(r'std::printf\("(\{\\"op.*?)\\n"', source, re.DOTALL)
     # join the adjacent C string literals, unescape the quotes, C's %lld to Python's %d
     formats = [re.sub(r'(?<!\\)"\s*"', "", f).replace('\\"', '"').replace("%lld", "%d") for f in literals]
     assert len(formats) == 2, formats  # FFTConv rows, RFFT2/IRFFT2 rows

@@ -33,7 +33,14 @@ import numpy as np
 import onnx
 import pytest
 
-from hyena_serve.contract import MODE_1D_BIDIR, MODE_2D, MODE_2D_CIRCULAR, ONNX_IRFFT2_TYPE, ONNX_RFFT2_TYPE, plan_fft
+from hyena_serve.contract import (
+    MODE_1D_BIDIR,
+    MODE_2D,
+    MODE_2D_CIRCULAR,
+    ONNX_IRFFT2_TYPE,
+    ONNX_RFFT2_TYPE,
+    plan_fft,
+)
 from hyena_serve.exporting import spectral_onnx
 from hyena_serve.exporting import tensorrt_build as trtb
 from hyena_serve.exporting.fftconv_onnx import node_plan, standalone_model
