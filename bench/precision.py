@@ -383,7 +383,7 @@ def write_markdown(doc: dict, out_dir: Path) -> Path:
     for b in s["latency"]:
         header += [f"B={b['batch']} ms", f"× fp32 B={b['batch']}"]
     header += ["photos top-1 = fp32", "random top-1 = fp32", "max abs Δlogit (logit scale)",
-               "digits top-1 = fp32", f"digits acc % (n={s['digits']['n']})", "Δ points vs fp32"]
+               "digits top-1 = fp32", f"digits acc % (n={s['digits']['n']})", "drop vs fp32 (points)"]
     lines = [f"# Precision vs fp32: {s['model']} @{s['res']} and the trained digits model", "",
              f"`{doc['command']}` — {doc['started']}, {env['cpu']}, {env['torch_threads']} threads, load "
              f"{env['load_average_1_5_15min']} at start, {doc.get('load_average_end')} at end; onnxruntime "
