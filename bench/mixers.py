@@ -1,15 +1,19 @@
 """``python -m bench mixers``: the token mixers side by side, so a user can choose a backbone.
 
 Two parts, each timed with the project's one method (:mod:`bench.timing`: interleaved
-rounds, ONNX Runtime in its own process, medians and ratios from one run):
+rounds, medians and ratios from one run). Torch and ONNX Runtime each run in their own
+child process (in one process they slow each other down, docs/design.md §6), torch with
+OpenMP's default wait policy: the ``PASSIVE`` policy ``python -m bench`` sets for its
+in-process torch made hpx_former_s18 @224 1.6× slower here (188 vs 118 ms, batch 1).
 
 - **per mixer** at the S18 stage shapes at 224 (64×56², 128×28², 320×14², 512×7²): the
   token mixer of each variant's first block of that stage, in eval mode with its filters
   frozen as served, in torch eager (the baseline) and exported alone to ONNX (the same
   custom ops and function bodies as the whole-model export) in ONNX Runtime. The ORT
   output is checked against torch before it is timed;
-- **per model** at 224, batch 1 and 8: the S18 variant in torch eager and ONNX Runtime
-  (:func:`bench.model.bench_model`), with its parameters and FLOPs.
+- **per model** at 224, batch 1 and 8: the served S18 variant in torch eager and its
+  exported artifact in ONNX Runtime (checked against torch the same way), with its
+  parameters and FLOPs.
 
 FLOPs are counted by ``torch.utils.flop_counter`` on the served (frozen) model at batch 1:
 2 per multiply-add for GEMMs and convolutions. The FFT ops get a formula (:mod:`bench.flops`):
@@ -127,72 +131,149 @@ def export_mixer(mixer, example) -> bytes:
     return model.SerializeToString()
 
 
-def ort_matches_torch(model_bytes: bytes, mixer, x, rtol: float = 1e-4) -> float:
-    """Relative max error of ONNX Runtime against torch on ``x``; raises when above ``rtol``."""
-    import numpy as np
-    import onnxruntime as ort
+# --- what the child processes run -------------------------------------------------------------
+
+#: Torch's child keeps OpenMP's default wait policy (see the module docstring).
+TORCH_CHILD_ENV = {"OMP_WAIT_POLICY": None}
+_MODELS: dict = {}  # per child process: the served model of each (variant, res, kwargs)
+
+
+def _cached_model(variant: str, res: int, model_kwargs: dict):
+    key = (variant, res, repr(sorted(model_kwargs.items())))
+    if key not in _MODELS:
+        _MODELS.clear()  # one model at a time in a child
+        _MODELS[key] = served_model(variant, res, model_kwargs)
+    return _MODELS[key]
+
+
+def torch_runner(variant: str, res: int, model_kwargs: dict, stage: int | None, batch: int):
+    """Child-process factory: the served model (``stage=None``) or one stage's mixer at
+    ``batch``, as a no-argument callable in inference mode."""
     import torch
 
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"X": x.numpy()})
-    with torch.inference_mode():
-        want = mixer(x).numpy()
-    err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
-    if err > rtol:
+    model = _cached_model(variant, res, model_kwargs)
+    gen = torch.Generator().manual_seed(SEED)
+    if stage is None:
+        module, x = model, torch.randn(batch, 3, res, res, generator=gen)
+    else:
+        module, (h, w, c) = stage_mixer(model, stage)
+        x = torch.randn(batch, h, w, c, generator=gen)
+
+    def run():
+        with torch.inference_mode():
+            return module(x)
+    return run
+
+
+def checked_ort_runner(model: bytes | str, input_name: str, x, want, threads: int | None, rtol: float = 1e-4):
+    """Child-process factory: :func:`bench.timing.ort_runner` on ``model`` (bytes or a file),
+    after checking that its output on ``x`` matches torch's ``want`` to ``rtol`` relative
+    (max error over max magnitude); a mismatch fails the factory, so nothing wrong is timed."""
+    import numpy as np
+
+    from bench.timing import ort_runner
+
+    if isinstance(model, str):
+        with open(model, "rb") as f:
+            model = f.read()
+    (got,) = ort_runner(model, {input_name: x}, threads)()
+    err = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-12))
+    if not err <= rtol:
         raise ValueError(f"ONNX Runtime differs from torch by {err:.2e} (relative), above {rtol:.0e}")
-    return err
+    return ort_runner(model, {input_name: x}, threads)
 
 
 # --- the two parts ------------------------------------------------------------------------------
 
 
-def bench_mixer_stage(name: str, model, stage: int, settings: MixerSettings, *, flops_of, threads: int | None,
-                      progress=None) -> dict:
+def _time_pair(torch_child, ort_child, torch_args: tuple, ort_args: tuple | None, settings: MixerSettings,
+               notes: dict, label: str, progress=None) -> dict:
+    """Load one case into the two children and time them interleaved; ORT is left out (with
+    the reason in ``notes``) when it has no model or its check fails."""
+    from bench.timing import SubprocessError, compare, ratios
+
+    torch_child.load(torch_runner, *torch_args)
+    alternatives = {BASELINE: torch_child}
+    if ort_child is not None and ort_args is not None:
+        try:
+            ort_child.load(checked_ort_runner, *ort_args)
+            alternatives[ORT] = ort_child
+        except SubprocessError as exc:
+            notes[f"{ORT} {label}"] = f"skipped: {exc}"
+    stats = compare(alternatives, rounds=settings.rounds, warmup=settings.warmup, max_seconds=settings.max_seconds,
+                    progress=progress)
+    return {"stats": {k: v.as_dict() for k, v in stats.items()}, "speedup_vs_baseline": ratios(stats, BASELINE)}
+
+
+def bench_mixer_stage(name: str, model, stage: int, settings: MixerSettings, children: tuple, *, flops_of,
+                      threads: int | None, progress=None) -> dict:
     import torch
 
-    from bench.timing import Subprocess, SubprocessError, compare, ort_runner, ratios
-
+    torch_child, ort_child = children
     mixer, (h, w, c) = stage_mixer(model, stage)
-    gen = torch.Generator().manual_seed(SEED)
     entry = {"mixer": name, "variant": type(mixer).__name__, "stage": stage, "shape": f"{c}x{h}x{w}",
              "params": parameter_count(mixer), "flops_b1": flops_of(mixer, torch.randn(1, h, w, c)),
              "batches": [], "notes": {}}
     model_bytes = None
-    if settings.ort:
+    if ort_child is not None:
         started = time.perf_counter()
         try:
-            model_bytes = export_mixer(mixer, torch.randn(2, h, w, c, generator=gen))
-            err = ort_matches_torch(model_bytes, mixer, torch.randn(2, h, w, c, generator=gen))
-            entry["notes"][ORT] = f"exported in {time.perf_counter() - started:.1f} s; max rel. error vs torch {err:.1e}"
+            model_bytes = export_mixer(mixer, torch.randn(2, h, w, c))
+            entry["notes"][ORT] = (f"exported in {time.perf_counter() - started:.1f} s; checked against torch "
+                                   f"(≤ 1e-4 relative) before timing")
         except Exception as exc:  # an export that fails is a result to report
             entry["notes"][ORT] = f"skipped: {type(exc).__name__}: {str(exc)[:300]}"
-            model_bytes = None
     for batch in settings.batches:
-        x = torch.randn(batch, h, w, c, generator=gen)
-        alternatives: dict[str, object] = {BASELINE: lambda: mixer(x)}
-        child = None
+        x = torch.randn(batch, h, w, c, generator=torch.Generator().manual_seed(SEED))
+        with torch.inference_mode():
+            want = mixer(x).numpy()
+        ort_args = (model_bytes, "X", x.numpy(), want, threads) if model_bytes is not None else None
+        timed = _time_pair(torch_child, ort_child, (settings.variant(name), settings.res, settings.model_kwargs,
+                                                    stage, batch), ort_args, settings, entry["notes"],
+                           f"B={batch}", progress)
+        entry["batches"].append({"batch": batch, **timed})
+    return entry
+
+
+def bench_whole_model(name: str, model, settings: MixerSettings, children: tuple, *, cache_dir: Path,
+                      flops_of, threads: int | None, progress=None, log=print) -> dict:
+    import torch
+
+    from bench import model as model_bench
+    from bench.timing import Subprocess, SubprocessError
+    from hyena_serve.contract import INPUT_NAME
+
+    torch_child, ort_child = children
+    variant = settings.variant(name)
+    x1 = torch.randn(1, 3, settings.res, settings.res)
+    entry = {"mixer": name, "model": variant, "params_m": parameter_count(model) / 1e6,
+             "gflops_b1": flops_of(model, x1) / 1e9, "batches": [], "notes": {}}
+    path = None
+    if ort_child is not None:
+        path = model_bench.onnx_cache_path(cache_dir, variant, settings.res, "matmul", settings.model_kwargs)
+        started = time.perf_counter()
         try:
-            if model_bytes is not None:
-                try:
-                    child = Subprocess(ort_runner, model_bytes, {"X": x.numpy()}, threads, threads=threads)
-                    alternatives[ORT] = child
-                except SubprocessError as exc:
-                    entry["notes"][f"{ORT} B={batch}"] = f"skipped: {exc}"
-            with torch.inference_mode():
-                stats = compare(alternatives, rounds=settings.rounds, warmup=settings.warmup,
-                                max_seconds=settings.max_seconds, progress=progress)
-        finally:
-            if child is not None:
-                child.close()
-        entry["batches"].append({"batch": batch, "stats": {k: s.as_dict() for k, s in stats.items()},
-                                 "speedup_vs_baseline": ratios(stats, BASELINE)})
+            if not path.is_file():
+                Subprocess(model_bench.export_for_bench, variant, settings.res, "matmul", str(cache_dir),
+                           settings.model_kwargs, threads=threads).close()
+            log(f"[mixers] {variant}: ONNX ready in {time.perf_counter() - started:.0f} s")
+        except SubprocessError as exc:
+            entry["notes"][ORT] = f"skipped: export failed: {exc}"
+            path = None
+    for batch in settings.batches:
+        x = torch.randn(batch, 3, settings.res, settings.res, generator=torch.Generator().manual_seed(SEED))
+        with torch.inference_mode():
+            want = model(x).numpy()
+        ort_args = (str(path), INPUT_NAME, x.numpy(), want, threads) if path is not None else None
+        timed = _time_pair(torch_child, ort_child, (variant, settings.res, settings.model_kwargs, None, batch),
+                           ort_args, settings, entry["notes"], f"B={batch}", progress)
+        entry["batches"].append({"batch": batch, **timed})
     return entry
 
 
 def run(settings: MixerSettings, *, cache_dir: Path, threads: int | None = None, progress=None, log=print) -> dict:
-    import torch
-
-    from bench import flops, model as model_bench
+    from bench import flops
+    from bench.timing import Subprocess, idle
 
     stages, models, skipped = [], [], {}
     for name in settings.mixers:
@@ -205,24 +286,23 @@ def run(settings: MixerSettings, *, cache_dir: Path, threads: int | None = None,
             log(f"[mixers] {name}: {skipped[name]}")
             continue
         log(f"[mixers] {name}: {variant} built in {time.perf_counter() - started:.0f} s")
-        for stage in settings.stages:
-            stages.append(bench_mixer_stage(name, model, stage, settings, flops_of=flops.count,
-                                            threads=threads, progress=progress))
-        if settings.models:
-            x = torch.randn(1, 3, settings.res, settings.res)
-            info = {"mixer": name, "model": variant, "params_m": parameter_count(model) / 1e6,
-                    "gflops_b1": flops.count(model, x) / 1e9}
-            del model
-            timing = model_bench.bench_model(
-                variant, model_bench.ModelSettings(models=(variant,), res=settings.res, batches=settings.batches,
-                                                   rounds=settings.rounds, warmup=settings.warmup,
-                                                   max_seconds=settings.max_seconds, compile=False,
-                                                   ort=settings.ort, bodies=("matmul",),
-                                                   model_kwargs=settings.model_kwargs, recomputed=False),
-                cache_dir=cache_dir, threads=threads, progress=progress, log=log)
-            notes = {k: v for k, v in timing["notes"].items() if k.startswith("ORT")}
-            models.append({**info, "batches": timing["batches"], "notes": notes})
-    return {"res": settings.res, "baseline": BASELINE, "stages": stages, "models": models, "skipped": skipped}
+        torch_child = Subprocess(idle, threads=threads, env_overrides=TORCH_CHILD_ENV)
+        ort_child = Subprocess(idle, threads=threads) if settings.ort else None
+        children = (torch_child, ort_child)
+        try:
+            for stage in settings.stages:
+                stages.append(bench_mixer_stage(name, model, stage, settings, children, flops_of=flops.count,
+                                                threads=threads, progress=progress))
+            if settings.models:
+                models.append(bench_whole_model(name, model, settings, children, cache_dir=cache_dir,
+                                                flops_of=flops.count, threads=threads, progress=progress, log=log))
+        finally:
+            for child in children:
+                if child is not None:
+                    child.close()
+    return {"res": settings.res, "baseline": BASELINE, "stages": stages, "models": models, "skipped": skipped,
+            "placement": "torch and ONNX Runtime each in their own child process, interleaved call by call; "
+                         "torch with OpenMP's default wait policy, ORT without spinning"}
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -233,17 +313,12 @@ def _median(batch_entry: dict, name: str) -> float | None:
     return s["median_ms"] if s else None
 
 
-def _ort_label(batch_entry: dict) -> str | None:
-    return next((k for k in batch_entry["stats"] if k.startswith("ORT")), None)
-
-
 def model_rows(section: dict) -> list[list]:
     rows = []
     for m in section["models"]:
         row = [m["mixer"], m["model"], round(m["params_m"], 2), round(m["gflops_b1"], 2)]
         for b in m["batches"]:
-            ort = _ort_label(b)
-            row += [_median(b, "eager cached Kf"), _median(b, ort) if ort else None]
+            row += [_median(b, BASELINE), _median(b, ORT)]
         rows.append(row)
     return rows
 
@@ -265,9 +340,11 @@ def write_markdown(doc: dict, out_dir: Path, plot: Path | None) -> Path:
     batches = doc["settings"]["batches"]
     timed = [f"{who} B={b} ms" for b in batches for who in ("torch", "ORT")]
     lines = [f"# Token mixers side by side @{section['res']}", "",
-             f"`{doc['command']}` — {doc['started']}, {doc['environment']['cpu']}, "
-             f"{doc['environment']['torch_threads']} threads, load {doc['environment']['load_average_1_5_15min']}.",
-             "Medians of interleaved rounds; ORT in its own process; random weights (latency does not depend on them).",
+             (f"`{doc['command']}` — {doc['started']}, {doc['environment']['cpu']}, "
+              f"{doc['environment']['torch_threads']} threads, load {doc['environment']['load_average_1_5_15min']}."),
+             ("Medians of interleaved rounds; torch and ONNX Runtime each in their own process (torch with OpenMP's "
+              "default wait policy); ORT checked against torch before timing; random weights (latency does not "
+              "depend on them). FLOPs: GEMM/conv 2 per multiply-add, a real FFT of N points 2.5·N·log2(N)."),
              ""]
     if section["models"]:
         lines += ["## Whole models (S18 layout, the mixer where Hpx sits)", ""]
@@ -297,9 +374,8 @@ def plot(section: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for m in section["models"]:
         b1 = m["batches"][0]
-        ort = _ort_label(b1)
-        for label, marker in (("eager cached Kf", "o"), (ort, "s")):
-            ms = _median(b1, label) if label else None
+        for label, marker in ((BASELINE, "o"), (ORT, "s")):
+            ms = _median(b1, label)
             if ms is None:
                 continue
             ax.scatter(m["gflops_b1"], ms, marker=marker, color="C0" if marker == "o" else "C1")

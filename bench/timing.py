@@ -178,13 +178,19 @@ class Subprocess:
     """
 
     def __init__(self, factory: Callable[..., Callable[[], object]], *args, threads: int | None = None,
-                 cuda: bool = False, start_timeout: float = 1800.0) -> None:
+                 cuda: bool = False, start_timeout: float = 1800.0,
+                 env_overrides: Mapping[str, str | None] | None = None) -> None:
         from multiprocessing.connection import Connection
 
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         env = dict(os.environ)
         env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
+        for var, value in (env_overrides or {}).items():  # None: unset, the library's default
+            if value is None:
+                env.pop(var, None)
+            else:
+                env[var] = value
         if threads is not None:
             env.update({var: str(threads) for var in _THREAD_ENV})
         root = str(Path(__file__).resolve().parents[1])

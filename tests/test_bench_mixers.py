@@ -64,7 +64,7 @@ def test_tiny_run_of_every_mixer_writes_reports(tmp_path):
     for s in stages:
         assert s["params"] > 0 and s["flops_b1"] > 0
         # ORT was timed only after matching torch (the note records the measured error)
-        assert "max rel. error vs torch" in s["notes"]["ORT"], s["notes"]
+        assert "checked against torch" in s["notes"]["ORT"], s["notes"]
         (b1,) = s["batches"]
         assert set(b1["stats"]) == {mixers.BASELINE, mixers.ORT}
         assert all(math.isfinite(v["median_ms"]) for v in b1["stats"].values())
@@ -84,5 +84,5 @@ def test_tiny_model_part_reports_params_flops_and_both_runtimes(tmp_path):
     assert model["model"] == "gf_former_s4"
     assert model["params_m"] > 0 and model["gflops_b1"] > 0
     (b1,) = model["batches"]
-    assert {"eager cached Kf", "ORT matmul"} <= set(b1["stats"])
+    assert set(b1["stats"]) == {mixers.BASELINE, mixers.ORT}
     assert (out / "mixers.png").stat().st_size > 0

@@ -14,7 +14,15 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
 
-from tests.digits_http import MIN_ACCURACY, accuracy, cli, gateway, held_out_pngs, torch_blocked_env, train  # noqa: E402
+from tests.digits_http import (  # noqa: E402
+    MIN_ACCURACY,
+    accuracy,
+    cli,
+    gateway,
+    held_out_pngs,
+    torch_blocked_env,
+    train,
+)
 
 pytestmark = pytest.mark.slow
 
