@@ -382,6 +382,7 @@ def plot(section: dict, path: Path) -> Path | None:
             ax.annotate(m["mixer"], (m["gflops_b1"], ms), textcoords="offset points", xytext=(4, 3), fontsize=8)
     ax.scatter([], [], marker="o", color="C0", label="torch eager")
     ax.scatter([], [], marker="s", color="C1", label="ONNX Runtime")
+    ax.set_yscale("log")  # SASA (windows gathered with unfold) is 5-15x slower than the rest
     ax.set_xlabel("GFLOPs per image")
     ax.set_ylabel(f"latency at batch {section['models'][0]['batches'][0]['batch']} (ms)")
     ax.set_title(f"S18 models @{section['res']}: latency vs FLOPs")
