@@ -106,12 +106,10 @@ def test_aff_former_exports_and_serves_through_the_artifact_builder(tmp_path):
     """ONNX Runtime vs torch parity (photos + random batches, 1e-4 of the logit scale) is
     checked inside build_artifact; here the artifact is also run directly and its graph is
     checked to hold the spectral ops and otherwise standard ONNX ops only."""
-    import numpy as np
     import onnx
-    import onnxruntime as ort
 
-    from hyena_serve.artifact import ModelSpec, build_artifact, build_served_model
-    from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+    from hyena_serve.artifact import ModelSpec, build_artifact
+    from tests.served_parity import ort_relative_error
 
     spec = ModelSpec.of("aff_former_s4", 32, "random", model_kwargs={"dims": [16, 32, 48, 64], "num_classes": 10})
     artifact = build_artifact(spec, tmp_path, progress=False)
@@ -120,10 +118,4 @@ def test_aff_former_exports_and_serves_through_the_artifact_builder(tmp_path):
     custom = sorted(f"{n.domain}::{n.op_type}" for n in proto.graph.node if n.domain not in ("", "ai.onnx"))
     assert custom == ["hyena::IRFFT2"] * 4 + ["hyena::RFFT2"] * 4  # one pair per mixer, stage sizes 8, 4, 2, 1
     assert {f.overload for f in proto.functions} == {f"s{n}x{n}_matmul" for n in (8, 4, 2, 1)}
-    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    got = ort.InferenceSession(str(artifact.onnx_path), providers=["CPUExecutionProvider"]).run(
-        [OUTPUT_NAME], {INPUT_NAME: x})[0]
-    model, _ = build_served_model(spec)
-    with torch.inference_mode():
-        want = model(torch.from_numpy(x)).numpy()
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert ort_relative_error(spec, artifact.onnx_path) <= 1e-4

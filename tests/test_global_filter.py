@@ -182,13 +182,11 @@ def test_freeze_filters_on_a_gf_model():
 def test_gf_former_exports_through_the_artifact_builder(tmp_path):
     """ONNX Runtime vs torch parity (photos + random batches, 1e-4 of the logit scale) is
     checked inside build_artifact; here the artifact is also inspected and run directly."""
-    import numpy as np
     import onnx
-    import onnxruntime as ort
 
-    from hyena_serve.artifact import ModelSpec, build_artifact, build_served_model
-    from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+    from hyena_serve.artifact import ModelSpec, build_artifact
     from hyena_serve.exporting import fftconv_onnx
+    from tests.served_parity import ort_relative_error
 
     spec = ModelSpec.of("gf_former_s4", 32, "random", model_kwargs={"dims": [16, 32, 48, 64], "num_classes": 10})
     artifact = build_artifact(spec, tmp_path, progress=False)
@@ -201,10 +199,4 @@ def test_gf_former_exports_through_the_artifact_builder(tmp_path):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs["mode"] == b"2d_circular"
         assert attrs["kernel_size"] == attrs["fft_size"] == attrs["spatial_size"]
-    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    got = ort.InferenceSession(str(artifact.onnx_path), providers=["CPUExecutionProvider"]).run(
-        [OUTPUT_NAME], {INPUT_NAME: x})[0]
-    model, _ = build_served_model(spec)
-    with torch.inference_mode():
-        want = model(torch.from_numpy(x)).numpy()
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert ort_relative_error(spec, artifact.onnx_path) <= 1e-4

@@ -50,19 +50,10 @@ def test_every_parameter_gets_a_gradient_and_bad_sizes_are_refused():
 def test_sasa_former_exports_and_serves_through_the_artifact_builder(tmp_path):
     """ONNX Runtime vs torch parity (photos + random batches, 1e-4 of the logit scale) is
     checked inside build_artifact; here the artifact is also run directly."""
-    import numpy as np
-    import onnxruntime as ort
-
-    from hyena_serve.artifact import ModelSpec, build_artifact, build_served_model
-    from hyena_serve.contract import INPUT_NAME, OUTPUT_NAME
+    from hyena_serve.artifact import ModelSpec, build_artifact
+    from tests.served_parity import ort_relative_error
 
     spec = ModelSpec.of("sasa_former_s4", 32, "random", model_kwargs={"dims": [16, 32, 48, 64], "num_classes": 10})
     artifact = build_artifact(spec, tmp_path, progress=False)
     assert artifact.manifest.model == "sasa_former_s4" and artifact.manifest.onnx.fftconv_plans == {}
-    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    got = ort.InferenceSession(str(artifact.onnx_path), providers=["CPUExecutionProvider"]).run(
-        [OUTPUT_NAME], {INPUT_NAME: x})[0]
-    model, _ = build_served_model(spec)
-    with torch.inference_mode():
-        want = model(torch.from_numpy(x)).numpy()
-    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert ort_relative_error(spec, artifact.onnx_path) <= 1e-4
