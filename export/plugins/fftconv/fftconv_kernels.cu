@@ -96,36 +96,12 @@ KernelResult launchPadCast(Geometry const& g, IoType io, void const* x, float* r
         return invalid("launchPadCast");
     }
     int64_t const total = g.signals() * g.realPerSignal();
-    if (total == 0)
-    {
-        return ok();
-    }
-    bool const i32 = kernelIndexFits32(g);
-    if (io == IoType::kFloat16)
-    {
-        auto const* xh = static_cast<__half const*>(x);
-        if (i32)
-        {
-            padCastKernel<__half, int32_t><<<gridFor(total), kBlock, 0, stream>>>(g, xh, real, static_cast<int32_t>(total));
-        }
-        else
-        {
-            padCastKernel<__half, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, xh, real, total);
-        }
-    }
-    else
-    {
-        auto const* xf = static_cast<float const*>(x);
-        if (i32)
-        {
-            padCastKernel<float, int32_t><<<gridFor(total), kBlock, 0, stream>>>(g, xf, real, static_cast<int32_t>(total));
-        }
-        else
-        {
-            padCastKernel<float, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, xf, real, total);
-        }
-    }
-    return lastLaunch("padCastKernel");
+    return launchElementwise(g, io, total, "padCastKernel", [&](auto t, auto i) {
+        using T = decltype(t);
+        using I = decltype(i);
+        padCastKernel<T, I><<<gridFor(total), kBlock, 0, stream>>>(
+            g, static_cast<T const*>(x), real, static_cast<I>(total));
+    });
 }
 
 KernelResult launchSpectrumMultiply(Geometry const& g, float const* kf, float* spectrum, cudaStream_t stream) noexcept
@@ -160,40 +136,12 @@ KernelResult launchCropSkipCast(Geometry const& g, IoType io, float const* real,
         return invalid("launchCropSkipCast");
     }
     int64_t const total = g.signals() * g.outPerSignal();
-    if (total == 0)
-    {
-        return ok();
-    }
-    bool const i32 = kernelIndexFits32(g);
-    if (io == IoType::kFloat16)
-    {
-        auto const* xh = static_cast<__half const*>(x);
-        auto* yh = static_cast<__half*>(y);
-        if (i32)
-        {
-            cropSkipCastKernel<__half, int32_t><<<gridFor(total), kBlock, 0, stream>>>(
-                g, real, xh, d, yh, static_cast<int32_t>(total));
-        }
-        else
-        {
-            cropSkipCastKernel<__half, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, real, xh, d, yh, total);
-        }
-    }
-    else
-    {
-        auto const* xf = static_cast<float const*>(x);
-        auto* yf = static_cast<float*>(y);
-        if (i32)
-        {
-            cropSkipCastKernel<float, int32_t><<<gridFor(total), kBlock, 0, stream>>>(
-                g, real, xf, d, yf, static_cast<int32_t>(total));
-        }
-        else
-        {
-            cropSkipCastKernel<float, int64_t><<<gridFor(total), kBlock, 0, stream>>>(g, real, xf, d, yf, total);
-        }
-    }
-    return lastLaunch("cropSkipCastKernel");
+    return launchElementwise(g, io, total, "cropSkipCastKernel", [&](auto t, auto i) {
+        using T = decltype(t);
+        using I = decltype(i);
+        cropSkipCastKernel<T, I><<<gridFor(total), kBlock, 0, stream>>>(
+            g, real, static_cast<T const*>(x), d, static_cast<T*>(y), static_cast<I>(total));
+    });
 }
 
 namespace
@@ -429,89 +377,36 @@ KernelResult run(LaunchArgs const& a, FftPlans const& plans, cudaStream_t stream
     {
         return invalid("run: null pointer");
     }
-    bool covered = false;
-    size_t const workBytes = plansWorkBytes(plans, g.batch, covered);
-    if (!covered || plans.key != planKey(g) || plans.directions != kPlanBoth)
+    Scratch w;
+    KernelResult r = carveWorkspace(g, plans, kPlanBoth, a.workspace, a.workspaceBytes,
+        "run: cuFFT plans missing or stale (onShapeChange not called?)",
+        "run: workspace too small for this batch and its cuFFT work area, or misaligned", w);
+    if (!r.ok())
     {
-        return invalid("run: cuFFT plans missing or stale (onShapeChange not called?)");
-    }
-    WorkspaceLayout const w = workspaceLayout(g, workBytes);
-    bool wsOk = false;
-    try
-    {
-        wsOk = checkWorkspace(g, workBytes, a.workspaceBytes, reinterpret_cast<uintptr_t>(a.workspace)).ok();
-    }
-    catch (...) // the message string could not be allocated: still refuse
-    {
-    }
-    if (!wsOk)
-    {
-        return invalid("run: workspace too small for this batch and its cuFFT work area, or misaligned");
+        return r;
     }
     if (reinterpret_cast<uintptr_t>(a.kf) % alignof(float2) != 0)
     {
         return invalid("run: Kf not 8-byte aligned");
     }
-    auto* base = static_cast<unsigned char*>(a.workspace);
-    float* const real = reinterpret_cast<float*>(base + w.realOffset);
-    auto* const spec = reinterpret_cast<cufftComplex*>(base + w.complexOffset);
-    // One work area for all plans (they run one after the other on this stream); the
-    // pointer is set on every call because TensorRT may move the workspace between calls.
-    void* const work = workBytes > 0 ? static_cast<void*>(base + w.workOffset) : nullptr;
-    // Batch chunks as in batchChunks() (fftconv_core.h), walked without a host allocation:
-    // one per set bit of N, largest first.
-    int32_t const topLevel = planLevels(g.batch) - 1;
-
-    KernelResult r = launchPadCast(g, a.io, a.x, real, stream);
-    int64_t first = 0;
-    for (int32_t k = topLevel; r.ok() && k >= 0; --k)
+    r = launchPadCast(g, a.io, a.x, w.real, stream);
+    if (r.ok())
     {
-        if (((g.batch >> k) & 1) == 0)
-        {
-            continue;
-        }
-        int64_t const s0 = first * g.channels;
-        first += int64_t{1} << k;
-        r = cufftCheck(cufftSetStream(plans.r2c[k], stream), "cufftSetStream(R2C)");
-        if (r.ok() && work != nullptr)
-        {
-            r = cufftCheck(cufftSetWorkArea(plans.r2c[k], work), "cufftSetWorkArea(R2C)");
-        }
-        if (r.ok())
-        {
-            r = cufftCheck(cufftExecR2C(plans.r2c[k], real + s0 * g.realPerSignal(), spec + s0 * g.complexPerSignal()),
-                "cufftExecR2C");
-        }
+        r = execBatchChunks(g, plans, true, w.real, w.spec, w.work, stream);
     }
     if (r.ok())
     {
-        r = launchSpectrumMultiply(g, a.kf, reinterpret_cast<float*>(spec), stream);
+        r = launchSpectrumMultiply(g, a.kf, reinterpret_cast<float*>(w.spec), stream);
     }
-    first = 0;
-    for (int32_t k = topLevel; r.ok() && k >= 0; --k)
+    if (r.ok())
     {
-        if (((g.batch >> k) & 1) == 0)
-        {
-            continue;
-        }
-        int64_t const s0 = first * g.channels;
-        first += int64_t{1} << k;
-        r = cufftCheck(cufftSetStream(plans.c2r[k], stream), "cufftSetStream(C2R)");
-        if (r.ok() && work != nullptr)
-        {
-            r = cufftCheck(cufftSetWorkArea(plans.c2r[k], work), "cufftSetWorkArea(C2R)");
-        }
-        if (r.ok())
-        {
-            r = cufftCheck(cufftExecC2R(plans.c2r[k], spec + s0 * g.complexPerSignal(), real + s0 * g.realPerSignal()),
-                "cufftExecC2R");
-        }
+        r = execBatchChunks(g, plans, false, w.real, w.spec, w.work, stream);
     }
     if (!r.ok())
     {
         return r;
     }
-    return launchCropSkipCast(g, a.io, real, a.x, a.d, a.y, stream);
+    return launchCropSkipCast(g, a.io, w.real, a.x, a.d, a.y, stream);
 }
 
 } // namespace fftconv

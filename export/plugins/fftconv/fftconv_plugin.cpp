@@ -2,20 +2,14 @@
 #include "fftconv_plugin.h"
 #include "spectral_plugin.h"
 
-#include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
-#include <mutex>
-#include <new>
 #include <string>
 
 using nvinfer1::DataType;
 using nvinfer1::ErrorCode;
 using nvinfer1::ILogger;
-using nvinfer1::PluginField;
 using nvinfer1::PluginFieldCollection;
 using nvinfer1::PluginFieldType;
 using nvinfer1::TensorFormat;
@@ -27,105 +21,19 @@ namespace fftconv
 
 // ---- FFTConvPlugin ---------------------------------------------------------------------------------
 FFTConvPlugin::FFTConvPlugin(Attributes attrs, std::string layerName)
-    : mAttrs(std::move(attrs))
-    , mLayerName(std::move(layerName))
+    : PluginBase(std::move(layerName), kPlanBoth)
+    , mAttrs(std::move(attrs))
 {
 }
 
-FFTConvPlugin::~FFTConvPlugin() noexcept
+PluginBase* FFTConvPlugin::newUnconfigured() const
 {
-    destroyPlans(mPlans);
-}
-
-void FFTConvPlugin::report(ErrorCode code, std::string const& msg) const noexcept
-{
-    try
-    {
-        reportTo(mRecorder, code,
-            std::string(kPluginName) + (mLayerName.empty() ? ": " : " layer '" + mLayerName + "': ") + msg);
-    }
-    catch (...)
-    {
-    }
-}
-
-int32_t FFTConvPlugin::fail(Result const& r) const noexcept
-{
-    report(toErrorCode(r.status), r.message);
-    return -1;
-}
-
-nvinfer1::IPluginCapability* FFTConvPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept
-{
-    switch (type)
-    {
-    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
-    }
-    return nullptr;
-}
-
-FFTConvPlugin::RuntimeState FFTConvPlugin::runtimeState() const noexcept
-{
-    RuntimeState s;
-    s.geom = mGeom;
-    std::copy(mXDims, mXDims + 4, s.xDims);
-    s.io = mIo;
-    s.grantedBytes = mGrantedBytes;
-    s.valid = mGeomValid;
-    return s;
-}
-
-KernelResult FFTConvPlugin::adoptRuntimeState(RuntimeState const& state) noexcept
-{
-    mGeom = state.geom;
-    std::copy(state.xDims, state.xDims + 4, mXDims);
-    mIo = state.io;
-    mGrantedBytes = state.grantedBytes;
-    mGeomValid = false;
-    if (!state.valid)
-    {
-        return KernelResult{};
-    }
-    KernelResult const k = ensurePlans(mGeom, mPlans);
-    mGeomValid = k.ok();
-    return k;
-}
-
-nvinfer1::IPluginV3* FFTConvPlugin::clone() noexcept
-{
-    return guarded(mRecorder, "clone", static_cast<nvinfer1::IPluginV3*>(nullptr), [&]() -> nvinfer1::IPluginV3* {
-        auto* p = new FFTConvPlugin(mAttrs, mLayerName);
-        p->mRecorder = mRecorder;
-        // The configured state travels with the clone (geometry, X dims, I/O type, workspace
-        // grant, validity) and so does the work table. cuFFT handles are per instance: a
-        // configured clone makes its own plans now (outside enqueue); if that fails it stays
-        // unconfigured and enqueue refuses until the next onShapeChange.
-        p->mWorkTable = mWorkTable;
-        KernelResult const k = p->adoptRuntimeState(runtimeState());
-        if (!k.ok())
-        {
-            report(ErrorCode::kFAILED_INITIALIZATION,
-                "clone: cuFFT plan creation failed (" + kernelMessage(k) + "); the clone needs onShapeChange");
-        }
-        return p;
-    });
+    return new FFTConvPlugin(mAttrs, mLayerName);
 }
 
 char const* FFTConvPlugin::getPluginName() const noexcept
 {
     return kPluginName;
-}
-
-char const* FFTConvPlugin::getPluginVersion() const noexcept
-{
-    return kPluginVersion;
-}
-
-char const* FFTConvPlugin::getPluginNamespace() const noexcept
-{
-    return kPluginNamespace;
 }
 
 int32_t FFTConvPlugin::getNbOutputs() const noexcept
@@ -186,20 +94,13 @@ int32_t FFTConvPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_
             return fail(Result::error(Status::kInvalidShape, "expects 3 inputs (X, Kf, D), no shape inputs, 1 output"));
         }
         // Validate whatever is already known at network-definition time (-1 = not yet).
-        auto known = [](nvinfer1::DimsExprs const& e) {
-            std::vector<int64_t> v;
-            for (int32_t i = 0; i < e.nbDims; ++i)
-            {
-                v.push_back(e.d[i] != nullptr && e.d[i]->isConstant() ? e.d[i]->getConstantValue() : -1);
-            }
-            return v;
-        };
         std::vector<int64_t> yDims;
-        Result r = outputShape(known(inputs[kInputX]), yDims);
+        Result r = outputShape(knownDims(inputs[kInputX]), yDims);
         if (r.ok())
         {
-            r = checkInputs(mAttrs, TensorInfo{known(inputs[kInputX]), DType::kFloat32},
-                TensorInfo{known(inputs[kInputKf]), DType::kFloat32}, TensorInfo{known(inputs[kInputD]), DType::kFloat32});
+            r = checkInputs(mAttrs, TensorInfo{knownDims(inputs[kInputX]), DType::kFloat32},
+                TensorInfo{knownDims(inputs[kInputKf]), DType::kFloat32},
+                TensorInfo{knownDims(inputs[kInputD]), DType::kFloat32});
         }
         if (!r.ok())
         {
@@ -250,16 +151,7 @@ size_t FFTConvPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* 
             fail(r);
             return 0;
         }
-        // Buffers for the largest batch + the cuFFT work area of every batch level up to it
-        // (no plan made). What was asked for is remembered per level and serialised, so that
-        // the runtime can check what it may use.
-        std::string warning;
-        size_t const bytes = sizeWorkspace(g, kPlanBoth, mWorkTable, warning);
-        if (!warning.empty())
-        {
-            report(ErrorCode::kINTERNAL_ERROR, "getWorkspaceSize: " + warning);
-        }
-        return bytes;
+        return requestWorkspace(g);
     });
 }
 
@@ -267,7 +159,7 @@ int32_t FFTConvPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32
     nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept
 {
     return guarded(mRecorder, "onShapeChange", int32_t{-1}, [&]() -> int32_t {
-        mGeomValid = false;
+        mState.valid = false;
         if (in == nullptr || out == nullptr || nbInputs != kNbInputs || nbOutputs != kNbOutputs)
         {
             return fail(Result::error(Status::kInvalidShape, "expects 3 inputs (X, Kf, D) and 1 output"));
@@ -289,26 +181,7 @@ int32_t FFTConvPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32
         {
             return fail(r);
         }
-        // cuFFT plans are made here, never in enqueue, and only for batch levels not seen
-        // before (see ensurePlans): batch-size changes within what was seen make no plan.
-        KernelResult k = ensurePlans(g, mPlans);
-        if (!k.ok())
-        {
-            report(ErrorCode::kFAILED_INITIALIZATION, "cuFFT plan creation failed: " + kernelMessage(k));
-            return -1;
-        }
-        WorkspaceGrant const grant = grantWorkspace(g, mPlans, mWorkTable, kPlanBoth);
-        if (!grant.ok())
-        {
-            report(grant.code, grant.message);
-            return -1;
-        }
-        mGeom = g;
-        std::copy(x.dims.begin(), x.dims.end(), mXDims);
-        mIo = in[kInputX].type == DataType::kHALF ? IoType::kFloat16 : IoType::kFloat32;
-        mGrantedBytes = grant.bytes;
-        mGeomValid = true;
-        return 0;
+        return configureRuntime(g, x.dims, in[kInputX].type);
     });
 }
 
@@ -317,26 +190,13 @@ int32_t FFTConvPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
     cudaStream_t stream) noexcept
 {
     return guarded(mRecorder, "enqueue", int32_t{-1}, [&]() -> int32_t {
-        if (!mGeomValid)
+        if (!readyToEnqueue(inputDesc, kInputX, inputs, outputs))
         {
-            report(ErrorCode::kINVALID_STATE, "enqueue before a successful onShapeChange");
-            return -1;
-        }
-        if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
-        {
-            report(ErrorCode::kINVALID_ARGUMENT, "enqueue: null descriptors or buffers");
-            return -1;
-        }
-        nvinfer1::Dims const& xd = inputDesc[kInputX].dims;
-        if (xd.nbDims != 4 || xd.d[0] != mXDims[0] || xd.d[1] != mXDims[1] || xd.d[2] != mXDims[2]
-            || xd.d[3] != mXDims[3])
-        {
-            report(ErrorCode::kINVALID_STATE, "enqueue: X shape differs from the last onShapeChange");
             return -1;
         }
         LaunchArgs a;
-        a.geom = mGeom;
-        a.io = mIo;
+        a.geom = mState.geom;
+        a.io = mState.io;
         a.x = inputs[kInputX];
         a.kf = static_cast<float const*>(inputs[kInputKf]);
         a.d = static_cast<float const*>(inputs[kInputD]);
@@ -344,28 +204,9 @@ int32_t FFTConvPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
         a.workspace = workspace;
         // What TensorRT provides (at least what getWorkspaceSize asked for this shape); run()
         // compares it with the layout its plans need and refuses rather than overrun it.
-        a.workspaceBytes = mGrantedBytes;
-        KernelResult const k = run(a, mPlans, stream);
-        if (!k.ok())
-        {
-            report(ErrorCode::kFAILED_EXECUTION, "enqueue failed: " + kernelMessage(k));
-            return -1;
-        }
-        return 0;
+        a.workspaceBytes = mState.grantedBytes;
+        return launched(run(a, mPlans, stream));
     });
-}
-
-nvinfer1::IPluginV3* FFTConvPlugin::attachToContext(nvinfer1::IPluginResourceContext* context) noexcept
-{
-    return guarded(mRecorder, "attachToContext", static_cast<nvinfer1::IPluginV3*>(nullptr),
-        [&]() -> nvinfer1::IPluginV3* {
-            auto* p = static_cast<FFTConvPlugin*>(clone());
-            if (p != nullptr && context != nullptr)
-            {
-                p->mRecorder = context->getErrorRecorder();
-            }
-            return p;
-        });
 }
 
 PluginFieldCollection const* FFTConvPlugin::getFieldsToSerialize() noexcept
@@ -373,7 +214,7 @@ PluginFieldCollection const* FFTConvPlugin::getFieldsToSerialize() noexcept
     return guarded(mRecorder, "getFieldsToSerialize", static_cast<PluginFieldCollection const*>(nullptr),
         [&]() -> PluginFieldCollection const* {
             mModeStr = modeName(mAttrs.mode);
-            mState = serializeAttributes(mAttrs);
+            mStateBlob = serializeAttributes(mAttrs);
             mFields.clear();
             // Plain contract fields (readable by tools), then the versioned, checksummed
             // state that createPlugin(kRUNTIME) prefers.
@@ -384,52 +225,26 @@ PluginFieldCollection const* FFTConvPlugin::getFieldsToSerialize() noexcept
             mFields.emplace_back(kFieldFftSize, mAttrs.fftSize.data(), PluginFieldType::kINT32,
                 static_cast<int32_t>(mAttrs.fftSize.size()));
             mFields.emplace_back(
-                kFieldState, mState.data(), PluginFieldType::kINT8, static_cast<int32_t>(mState.size()));
-            // The cuFFT work bytes per batch level the workspace request included.
-            mWorkTableOut = mWorkTable;
-            if (!mWorkTableOut.empty())
-            {
-                mFields.emplace_back(kFieldWorkTable, mWorkTableOut.data(), PluginFieldType::kINT64,
-                    static_cast<int32_t>(mWorkTableOut.size()));
-            }
-            mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
-            mFieldCollection.fields = mFields.data();
-            return &mFieldCollection;
+                kFieldState, mStateBlob.data(), PluginFieldType::kINT8, static_cast<int32_t>(mStateBlob.size()));
+            return finishFields();
         });
 }
 
 // ---- FFTConvPluginCreator ----------------------------------------------------------------------------
 FFTConvPluginCreator::FFTConvPluginCreator()
 {
-    // The fields the ONNX parser looks up on the node (plugin_namespace/plugin_version are
-    // read by the parser itself). The state blob is only written by getFieldsToSerialize.
-    mFieldNames.emplace_back(kFieldMode, nullptr, PluginFieldType::kCHAR, 0);
-    mFieldNames.emplace_back(kFieldKernelSize, nullptr, PluginFieldType::kINT32, 0);
-    mFieldNames.emplace_back(kFieldFftSize, nullptr, PluginFieldType::kINT32, 0);
+    // The fields the ONNX parser looks up on the node. The state blob is only written by
+    // getFieldsToSerialize.
+    addFieldName(kFieldMode, PluginFieldType::kCHAR, 0);
+    addFieldName(kFieldKernelSize, PluginFieldType::kINT32, 0);
+    addFieldName(kFieldFftSize, PluginFieldType::kINT32, 0);
     // Checked against fft_size in 2d_circular; ignored by the linear modes.
-    mFieldNames.emplace_back(kFieldSpatialSize, nullptr, PluginFieldType::kINT32, 0);
-    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
-    mFieldCollection.fields = mFieldNames.data();
+    addFieldName(kFieldSpatialSize, PluginFieldType::kINT32, 0);
 }
 
 char const* FFTConvPluginCreator::getPluginName() const noexcept
 {
     return kPluginName;
-}
-
-char const* FFTConvPluginCreator::getPluginVersion() const noexcept
-{
-    return kPluginVersion;
-}
-
-char const* FFTConvPluginCreator::getPluginNamespace() const noexcept
-{
-    return kPluginNamespace;
-}
-
-PluginFieldCollection const* FFTConvPluginCreator::getFieldNames() noexcept
-{
-    return &mFieldCollection;
 }
 
 nvinfer1::IPluginV3* FFTConvPluginCreator::createPlugin(
@@ -455,18 +270,11 @@ nvinfer1::IPluginV3* FFTConvPluginCreator::createPlugin(
             return nullptr;
         }
         std::vector<int64_t> table;
-        auto const wt = fields.find(kFieldWorkTable);
-        if (wt != fields.end())
+        r = readWorkTable(fields, table);
+        if (!r.ok())
         {
-            table = wt->second.ints;
-            r = wt->second.kind == AttrValue::Kind::kInts
-                ? validateWorkTable(table)
-                : Result::error(Status::kCorruptBuffer, std::string("field '") + kFieldWorkTable + "' must be ints");
-            if (!r.ok())
-            {
-                reportTo(nullptr, toErrorCode(r.status), "createPlugin('" + layer + "'): " + r.message);
-                return nullptr;
-            }
+            reportTo(nullptr, toErrorCode(r.status), "createPlugin('" + layer + "'): " + r.message);
+            return nullptr;
         }
         auto* p = new FFTConvPlugin(std::move(attrs), layer);
         p->setWorkTable(std::move(table));

@@ -30,26 +30,14 @@ namespace hyena
 namespace fftconv
 {
 
-class FFTConvPlugin final : public nvinfer1::IPluginV3,
-                            public nvinfer1::IPluginV3OneCore,
-                            public nvinfer1::IPluginV3OneBuild,
-                            public nvinfer1::IPluginV3OneRuntime
+//! The lifecycle (capabilities, clone, plans, workspace, work table) is PluginBase's.
+class FFTConvPlugin final : public PluginBase
 {
 public:
     FFTConvPlugin(Attributes attrs, std::string layerName);
-    ~FFTConvPlugin() noexcept override;
-
-    FFTConvPlugin(FFTConvPlugin const&) = delete;
-    FFTConvPlugin& operator=(FFTConvPlugin const&) = delete;
-
-    // IPluginV3
-    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
-    nvinfer1::IPluginV3* clone() noexcept override;
 
     // IPluginV3OneCore
     char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
 
     // IPluginV3OneBuild
     int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -70,73 +58,27 @@ public:
         nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
     Attributes const& attributes() const noexcept { return mAttrs; }
-    //! cuFFT work bytes per batch level that the workspace request included (see
-    //! workReserveFor in fftconv_core.h); restored from the engine by createPlugin.
-    std::vector<int64_t> const& workTable() const noexcept { return mWorkTable; }
-    void setWorkTable(std::vector<int64_t> table) { mWorkTable = std::move(table); }
-    //! What onShapeChange configured (and clone() copies).
-    struct RuntimeState
-    {
-        Geometry geom{};
-        int64_t xDims[4]{0, 0, 0, 0};
-        IoType io{IoType::kFloat32};
-        size_t grantedBytes{0}; //!< workspace bytes TensorRT is known to provide for xDims
-        bool valid{false};      //!< set by a successful onShapeChange; enqueue needs it
-    };
-    RuntimeState runtimeState() const noexcept;
-    //! Takes over a configured state, as clone() does: copies it and, if it is valid, makes
-    //! this instance's own cuFFT plans (handles are never shared); if that fails the state is
-    //! kept but marked invalid, and enqueue refuses until the next onShapeChange.
-    KernelResult adoptRuntimeState(RuntimeState const& state) noexcept;
-    bool configured() const noexcept { return mGeomValid; }
 
 private:
-    void report(nvinfer1::ErrorCode code, std::string const& msg) const noexcept;
-    int32_t fail(Result const& r) const noexcept;
+    PluginBase* newUnconfigured() const override;
 
     Attributes mAttrs;
-    std::string mLayerName;
-    nvinfer1::IErrorRecorder* mRecorder{nullptr};
-
-    // Runtime state (per execution context: TensorRT clones via attachToContext; clone()
-    // copies all of it and makes its own plans, cuFFT handles are never shared).
-    Geometry mGeom{};
-    int64_t mXDims[4]{0, 0, 0, 0};
-    bool mGeomValid{false};
-    IoType mIo{IoType::kFloat32};
-    size_t mGrantedBytes{0};
-    FftPlans mPlans{};
-    // Written by getWorkspaceSize (a const method: hence mutable), serialised with the engine.
-    mutable std::vector<int64_t> mWorkTable;
-
-    // Storage behind getFieldsToSerialize().
+    // Storage behind getFieldsToSerialize() (besides PluginBase's).
     std::string mModeStr;
-    std::vector<uint8_t> mState;
-    std::vector<int64_t> mWorkTableOut;
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
+    std::vector<uint8_t> mStateBlob;
 };
 
-class FFTConvPluginCreator final : public nvinfer1::IPluginCreatorV3One
+class FFTConvPluginCreator final : public PluginCreatorBase
 {
 public:
     FFTConvPluginCreator();
-    ~FFTConvPluginCreator() override = default;
 
     char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
     nvinfer1::IPluginV3* createPlugin(
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<nvinfer1::PluginField> mFieldNames;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
 } // namespace fftconv

@@ -293,5 +293,234 @@ WorkspaceGrant grantWorkspace(
     return grant;
 }
 
+// ---- field helpers ---------------------------------------------------------------------------
+std::vector<int64_t> knownDims(nvinfer1::DimsExprs const& e)
+{
+    std::vector<int64_t> v;
+    for (int32_t i = 0; i < e.nbDims; ++i)
+    {
+        v.push_back(e.d[i] != nullptr && e.d[i]->isConstant() ? e.d[i]->getConstantValue() : -1);
+    }
+    return v;
+}
+
+Result readWorkTable(AttrMap const& fields, std::vector<int64_t>& table)
+{
+    table.clear();
+    auto const wt = fields.find(kFieldWorkTable);
+    if (wt == fields.end())
+    {
+        return Result{};
+    }
+    table = wt->second.ints;
+    return wt->second.kind == AttrValue::Kind::kInts
+        ? validateWorkTable(table)
+        : Result::error(Status::kCorruptBuffer, std::string("field '") + kFieldWorkTable + "' must be ints");
+}
+
+// ---- PluginBase ------------------------------------------------------------------------------
+PluginBase::PluginBase(std::string layerName, int32_t planDirections)
+    : mLayerName(std::move(layerName))
+    , mPlanDirections(planDirections)
+{
+}
+
+PluginBase::~PluginBase() noexcept
+{
+    destroyPlans(mPlans);
+}
+
+void PluginBase::report(ErrorCode code, std::string const& msg) const noexcept
+{
+    try
+    {
+        reportTo(mRecorder, code,
+            std::string(getPluginName()) + (mLayerName.empty() ? ": " : " layer '" + mLayerName + "': ") + msg);
+    }
+    catch (...)
+    {
+    }
+}
+
+int32_t PluginBase::fail(Result const& r) const noexcept
+{
+    report(toErrorCode(r.status), r.message);
+    return -1;
+}
+
+nvinfer1::IPluginCapability* PluginBase::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept
+{
+    switch (type)
+    {
+    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+    }
+    return nullptr;
+}
+
+char const* PluginBase::getPluginVersion() const noexcept
+{
+    return kPluginVersion;
+}
+
+char const* PluginBase::getPluginNamespace() const noexcept
+{
+    return kPluginNamespace;
+}
+
+KernelResult PluginBase::adoptRuntimeState(RuntimeState const& state) noexcept
+{
+    mState = state;
+    mState.valid = false;
+    if (!state.valid)
+    {
+        return KernelResult{};
+    }
+    KernelResult const k = ensurePlans(mState.geom, mPlans, nullptr, mPlanDirections);
+    mState.valid = k.ok();
+    return k;
+}
+
+nvinfer1::IPluginV3* PluginBase::clone() noexcept
+{
+    return guarded(mRecorder, "clone", static_cast<nvinfer1::IPluginV3*>(nullptr), [&]() -> nvinfer1::IPluginV3* {
+        PluginBase* p = newUnconfigured();
+        p->mRecorder = mRecorder;
+        // The configured state (geometry, X dims, I/O type, workspace grant, validity) and
+        // the work table travel with the clone. cuFFT handles are per instance: a configured
+        // clone makes its own plans now (outside enqueue); if that fails it stays
+        // unconfigured and enqueue refuses until the next onShapeChange.
+        p->mWorkTable = mWorkTable;
+        KernelResult const k = p->adoptRuntimeState(mState);
+        if (!k.ok())
+        {
+            report(ErrorCode::kFAILED_INITIALIZATION,
+                "clone: cuFFT plan creation failed (" + kernelMessage(k) + "); the clone needs onShapeChange");
+        }
+        return p;
+    });
+}
+
+nvinfer1::IPluginV3* PluginBase::attachToContext(nvinfer1::IPluginResourceContext* context) noexcept
+{
+    return guarded(mRecorder, "attachToContext", static_cast<nvinfer1::IPluginV3*>(nullptr),
+        [&]() -> nvinfer1::IPluginV3* {
+            auto* p = static_cast<PluginBase*>(clone());
+            if (p != nullptr && context != nullptr)
+            {
+                p->mRecorder = context->getErrorRecorder();
+            }
+            return p;
+        });
+}
+
+size_t PluginBase::requestWorkspace(Geometry const& g) const
+{
+    // Buffers for the largest batch + the cuFFT work area of every batch level up to it
+    // (no plan made). What was asked for is remembered per level and serialised, so that
+    // the runtime can check what it may use.
+    std::string warning;
+    size_t const bytes = sizeWorkspace(g, mPlanDirections, mWorkTable, warning);
+    if (!warning.empty())
+    {
+        report(ErrorCode::kINTERNAL_ERROR, "getWorkspaceSize: " + warning);
+    }
+    return bytes;
+}
+
+int32_t PluginBase::configureRuntime(Geometry const& g, std::vector<int64_t> const& xDims, DataType xType)
+{
+    // cuFFT plans are made here, never in enqueue, and only for batch levels not seen
+    // before (see ensurePlans): batch-size changes within what was seen make no plan.
+    KernelResult const k = ensurePlans(g, mPlans, nullptr, mPlanDirections);
+    if (!k.ok())
+    {
+        report(ErrorCode::kFAILED_INITIALIZATION, "cuFFT plan creation failed: " + kernelMessage(k));
+        return -1;
+    }
+    WorkspaceGrant const grant = grantWorkspace(g, mPlans, mWorkTable, mPlanDirections);
+    if (!grant.ok())
+    {
+        report(grant.code, grant.message);
+        return -1;
+    }
+    mState.geom = g;
+    std::copy(xDims.begin(), xDims.end(), mState.xDims);
+    mState.io = xType == DataType::kHALF ? IoType::kFloat16 : IoType::kFloat32;
+    mState.grantedBytes = grant.bytes;
+    mState.valid = true;
+    return 0;
+}
+
+bool PluginBase::readyToEnqueue(nvinfer1::PluginTensorDesc const* inputDesc, int32_t xIndex,
+    void const* const* inputs, void* const* outputs) const noexcept
+{
+    if (!mState.valid)
+    {
+        report(ErrorCode::kINVALID_STATE, "enqueue before a successful onShapeChange");
+        return false;
+    }
+    if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
+    {
+        report(ErrorCode::kINVALID_ARGUMENT, "enqueue: null descriptors or buffers");
+        return false;
+    }
+    nvinfer1::Dims const& xd = inputDesc[xIndex].dims;
+    if (xd.nbDims != 4 || !std::equal(mState.xDims, mState.xDims + 4, xd.d))
+    {
+        report(ErrorCode::kINVALID_STATE, "enqueue: X shape differs from the last onShapeChange");
+        return false;
+    }
+    return true;
+}
+
+int32_t PluginBase::launched(KernelResult const& k) const
+{
+    if (!k.ok())
+    {
+        report(ErrorCode::kFAILED_EXECUTION, "enqueue failed: " + kernelMessage(k));
+        return -1;
+    }
+    return 0;
+}
+
+PluginFieldCollection const* PluginBase::finishFields()
+{
+    // The cuFFT work bytes per batch level the workspace request included.
+    mWorkTableOut = mWorkTable;
+    if (!mWorkTableOut.empty())
+    {
+        mFields.emplace_back(kFieldWorkTable, mWorkTableOut.data(), PluginFieldType::kINT64,
+            static_cast<int32_t>(mWorkTableOut.size()));
+    }
+    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mFieldCollection.fields = mFields.data();
+    return &mFieldCollection;
+}
+
+// ---- PluginCreatorBase -------------------------------------------------------------------------
+char const* PluginCreatorBase::getPluginVersion() const noexcept
+{
+    return kPluginVersion;
+}
+
+char const* PluginCreatorBase::getPluginNamespace() const noexcept
+{
+    return kPluginNamespace;
+}
+
+PluginFieldCollection const* PluginCreatorBase::getFieldNames() noexcept
+{
+    return &mFieldCollection;
+}
+
+void PluginCreatorBase::addFieldName(char const* name, PluginFieldType type, int32_t length)
+{
+    mFieldNames.emplace_back(name, nullptr, type, length);
+    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
+    mFieldCollection.fields = mFieldNames.data();
+}
+
 } // namespace fftconv
 } // namespace hyena

@@ -99,30 +99,13 @@ KernelResult launchUnpackPlanar(Geometry const& g, IoType io, float const* spect
         return invalid("launchUnpackPlanar");
     }
     int64_t const total = g.signals() * 2 * g.complexPerSignal();
-    if (total == 0)
-    {
-        return ok();
-    }
     auto const* s2 = reinterpret_cast<float2 const*>(spectrum);
-    int const grid = gridFor(total);
-    bool const i32 = kernelIndexFits32(g);
-    if (io == IoType::kFloat16)
-    {
-        auto* yh = static_cast<__half*>(y);
-        if (i32)
-            unpackPlanarKernel<__half, int32_t><<<grid, kBlock, 0, stream>>>(g, s2, yh, static_cast<int32_t>(total));
-        else
-            unpackPlanarKernel<__half, int64_t><<<grid, kBlock, 0, stream>>>(g, s2, yh, total);
-    }
-    else
-    {
-        auto* yf = static_cast<float*>(y);
-        if (i32)
-            unpackPlanarKernel<float, int32_t><<<grid, kBlock, 0, stream>>>(g, s2, yf, static_cast<int32_t>(total));
-        else
-            unpackPlanarKernel<float, int64_t><<<grid, kBlock, 0, stream>>>(g, s2, yf, total);
-    }
-    return lastLaunch("unpackPlanarKernel");
+    return launchElementwise(g, io, total, "unpackPlanarKernel", [&](auto t, auto i) {
+        using T = decltype(t);
+        using I = decltype(i);
+        unpackPlanarKernel<T, I><<<gridFor(total), kBlock, 0, stream>>>(
+            g, s2, static_cast<T*>(y), static_cast<I>(total));
+    });
 }
 
 KernelResult launchPackPlanar(Geometry const& g, IoType io, void const* x, float* spectrum, cudaStream_t stream) noexcept
@@ -132,30 +115,13 @@ KernelResult launchPackPlanar(Geometry const& g, IoType io, void const* x, float
         return invalid("launchPackPlanar");
     }
     int64_t const total = g.signals() * g.complexPerSignal();
-    if (total == 0)
-    {
-        return ok();
-    }
     auto* s2 = reinterpret_cast<float2*>(spectrum);
-    int const grid = gridFor(total);
-    bool const i32 = kernelIndexFits32(g);
-    if (io == IoType::kFloat16)
-    {
-        auto const* xh = static_cast<__half const*>(x);
-        if (i32)
-            packPlanarKernel<__half, int32_t><<<grid, kBlock, 0, stream>>>(g, xh, s2, static_cast<int32_t>(total));
-        else
-            packPlanarKernel<__half, int64_t><<<grid, kBlock, 0, stream>>>(g, xh, s2, total);
-    }
-    else
-    {
-        auto const* xf = static_cast<float const*>(x);
-        if (i32)
-            packPlanarKernel<float, int32_t><<<grid, kBlock, 0, stream>>>(g, xf, s2, static_cast<int32_t>(total));
-        else
-            packPlanarKernel<float, int64_t><<<grid, kBlock, 0, stream>>>(g, xf, s2, total);
-    }
-    return lastLaunch("packPlanarKernel");
+    return launchElementwise(g, io, total, "packPlanarKernel", [&](auto t, auto i) {
+        using T = decltype(t);
+        using I = decltype(i);
+        packPlanarKernel<T, I><<<gridFor(total), kBlock, 0, stream>>>(
+            g, static_cast<T const*>(x), s2, static_cast<I>(total));
+    });
 }
 
 KernelResult launchCastOut(Geometry const& g, IoType io, float const* real, void* y, cudaStream_t stream) noexcept
@@ -165,29 +131,11 @@ KernelResult launchCastOut(Geometry const& g, IoType io, float const* real, void
         return invalid("launchCastOut");
     }
     int64_t const total = g.signals() * g.realPerSignal();
-    if (total == 0)
-    {
-        return ok();
-    }
-    int const grid = gridFor(total);
-    bool const i32 = kernelIndexFits32(g);
-    if (io == IoType::kFloat16)
-    {
-        auto* yh = static_cast<__half*>(y);
-        if (i32)
-            castOutKernel<__half, int32_t><<<grid, kBlock, 0, stream>>>(real, yh, static_cast<int32_t>(total));
-        else
-            castOutKernel<__half, int64_t><<<grid, kBlock, 0, stream>>>(real, yh, total);
-    }
-    else
-    {
-        auto* yf = static_cast<float*>(y);
-        if (i32)
-            castOutKernel<float, int32_t><<<grid, kBlock, 0, stream>>>(real, yf, static_cast<int32_t>(total));
-        else
-            castOutKernel<float, int64_t><<<grid, kBlock, 0, stream>>>(real, yf, total);
-    }
-    return lastLaunch("castOutKernel");
+    return launchElementwise(g, io, total, "castOutKernel", [&](auto t, auto i) {
+        using T = decltype(t);
+        using I = decltype(i);
+        castOutKernel<T, I><<<gridFor(total), kBlock, 0, stream>>>(real, static_cast<T*>(y), static_cast<I>(total));
+    });
 }
 
 KernelResult runSpectral(SpectralLaunchArgs const& a, FftPlans const& plans, cudaStream_t stream) noexcept
@@ -206,63 +154,25 @@ KernelResult runSpectral(SpectralLaunchArgs const& a, FftPlans const& plans, cud
         return invalid("runSpectral: null pointer");
     }
     bool const forward = a.dir == Direction::kForward;
-    bool covered = false;
-    size_t const workBytes = plansWorkBytes(plans, g.batch, covered);
-    if (!covered || plans.key != planKey(g) || plans.directions != planDirections(a.dir))
+    Scratch w;
+    KernelResult r = carveWorkspace(g, plans, planDirections(a.dir), a.workspace, a.workspaceBytes,
+        "runSpectral: cuFFT plans missing, stale or of the other direction (onShapeChange not called?)",
+        "runSpectral: workspace too small for this batch and its cuFFT work area, or misaligned", w);
+    if (r.ok())
     {
-        return invalid("runSpectral: cuFFT plans missing, stale or of the other direction (onShapeChange not called?)");
+        r = forward ? launchPadCast(g, a.io, a.x, w.real, stream)
+                    : launchPackPlanar(g, a.io, a.x, reinterpret_cast<float*>(w.spec), stream);
     }
-    WorkspaceLayout const w = workspaceLayout(g, workBytes);
-    bool wsOk = false;
-    try
+    if (r.ok())
     {
-        wsOk = checkWorkspace(g, workBytes, a.workspaceBytes, reinterpret_cast<uintptr_t>(a.workspace)).ok();
-    }
-    catch (...) // the message string could not be allocated: still refuse
-    {
-    }
-    if (!wsOk)
-    {
-        return invalid("runSpectral: workspace too small for this batch and its cuFFT work area, or misaligned");
-    }
-    auto* base = static_cast<unsigned char*>(a.workspace);
-    float* const real = reinterpret_cast<float*>(base + w.realOffset);
-    auto* const spec = reinterpret_cast<cufftComplex*>(base + w.complexOffset);
-    void* const work = workBytes > 0 ? static_cast<void*>(base + w.workOffset) : nullptr;
-
-    KernelResult r = forward ? launchPadCast(g, a.io, a.x, real, stream)
-                             : launchPackPlanar(g, a.io, a.x, reinterpret_cast<float*>(spec), stream);
-    // Batch chunks as in batchChunks() (fftconv_core.h), largest first, no host allocation.
-    int64_t first = 0;
-    for (int32_t k = planLevels(g.batch) - 1; r.ok() && k >= 0; --k)
-    {
-        if (((g.batch >> k) & 1) == 0)
-        {
-            continue;
-        }
-        int64_t const s0 = first * g.channels;
-        first += int64_t{1} << k;
-        cufftHandle const h = forward ? plans.r2c[k] : plans.c2r[k];
-        r = cufftCheck(cufftSetStream(h, stream), "cufftSetStream");
-        if (r.ok() && work != nullptr)
-        {
-            r = cufftCheck(cufftSetWorkArea(h, work), "cufftSetWorkArea");
-        }
-        if (r.ok())
-        {
-            r = forward
-                ? cufftCheck(cufftExecR2C(h, real + s0 * g.realPerSignal(), spec + s0 * g.complexPerSignal()),
-                    "cufftExecR2C")
-                : cufftCheck(cufftExecC2R(h, spec + s0 * g.complexPerSignal(), real + s0 * g.realPerSignal()),
-                    "cufftExecC2R");
-        }
+        r = execBatchChunks(g, plans, forward, w.real, w.spec, w.work, stream);
     }
     if (!r.ok())
     {
         return r;
     }
-    return forward ? launchUnpackPlanar(g, a.io, reinterpret_cast<float const*>(spec), a.y, stream)
-                   : launchCastOut(g, a.io, real, a.y, stream);
+    return forward ? launchUnpackPlanar(g, a.io, reinterpret_cast<float const*>(w.spec), a.y, stream)
+                   : launchCastOut(g, a.io, w.real, a.y, stream);
 }
 
 } // namespace fftconv

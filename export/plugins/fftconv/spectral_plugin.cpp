@@ -6,8 +6,6 @@
 
 using nvinfer1::DataType;
 using nvinfer1::ErrorCode;
-using nvinfer1::ILogger;
-using nvinfer1::PluginField;
 using nvinfer1::PluginFieldCollection;
 using nvinfer1::PluginFieldType;
 using nvinfer1::TensorFormat;
@@ -22,110 +20,24 @@ namespace
 constexpr int32_t kNbSpectralInputs = 1;  // X
 constexpr int32_t kNbSpectralOutputs = 1; // Y
 
-std::vector<int64_t> knownDims(nvinfer1::DimsExprs const& e)
-{
-    std::vector<int64_t> v;
-    for (int32_t i = 0; i < e.nbDims; ++i)
-    {
-        v.push_back(e.d[i] != nullptr && e.d[i]->isConstant() ? e.d[i]->getConstantValue() : -1);
-    }
-    return v;
-}
-
 } // namespace
 
 // ---- SpectralPlugin -----------------------------------------------------------------------------
 SpectralPlugin::SpectralPlugin(Direction dir, SpectralAttributes attrs, std::string layerName)
-    : mDir(dir)
+    : PluginBase(std::move(layerName), planDirections(dir))
+    , mDir(dir)
     , mAttrs(attrs)
-    , mLayerName(std::move(layerName))
 {
 }
 
-SpectralPlugin::~SpectralPlugin() noexcept
+PluginBase* SpectralPlugin::newUnconfigured() const
 {
-    destroyPlans(mPlans);
-}
-
-void SpectralPlugin::report(ErrorCode code, std::string const& msg) const noexcept
-{
-    try
-    {
-        reportTo(mRecorder, code,
-            std::string(directionPluginName(mDir)) + (mLayerName.empty() ? ": " : " layer '" + mLayerName + "': ")
-                + msg);
-    }
-    catch (...)
-    {
-    }
-}
-
-int32_t SpectralPlugin::fail(Result const& r) const noexcept
-{
-    report(toErrorCode(r.status), r.message);
-    return -1;
-}
-
-nvinfer1::IPluginCapability* SpectralPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept
-{
-    switch (type)
-    {
-    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
-    }
-    return nullptr;
-}
-
-SpectralPlugin::RuntimeState SpectralPlugin::runtimeState() const noexcept
-{
-    return mState;
-}
-
-KernelResult SpectralPlugin::adoptRuntimeState(RuntimeState const& state) noexcept
-{
-    mState = state;
-    mState.valid = false;
-    if (!state.valid)
-    {
-        return KernelResult{};
-    }
-    KernelResult const k = ensurePlans(mState.geom, mPlans, nullptr, planDirections(mDir));
-    mState.valid = k.ok();
-    return k;
-}
-
-nvinfer1::IPluginV3* SpectralPlugin::clone() noexcept
-{
-    return guarded(mRecorder, "clone", static_cast<nvinfer1::IPluginV3*>(nullptr), [&]() -> nvinfer1::IPluginV3* {
-        auto* p = new SpectralPlugin(mDir, mAttrs, mLayerName);
-        p->mRecorder = mRecorder;
-        // The configured state and the work table travel with the clone; cuFFT handles are
-        // per instance, so a configured clone makes its own plans now (outside enqueue).
-        p->mWorkTable = mWorkTable;
-        KernelResult const k = p->adoptRuntimeState(mState);
-        if (!k.ok())
-        {
-            report(ErrorCode::kFAILED_INITIALIZATION,
-                "clone: cuFFT plan creation failed (" + kernelMessage(k) + "); the clone needs onShapeChange");
-        }
-        return p;
-    });
+    return new SpectralPlugin(mDir, mAttrs, mLayerName);
 }
 
 char const* SpectralPlugin::getPluginName() const noexcept
 {
     return directionPluginName(mDir);
-}
-
-char const* SpectralPlugin::getPluginVersion() const noexcept
-{
-    return kPluginVersion;
-}
-
-char const* SpectralPlugin::getPluginNamespace() const noexcept
-{
-    return kPluginNamespace;
 }
 
 int32_t SpectralPlugin::getNbOutputs() const noexcept
@@ -246,13 +158,7 @@ size_t SpectralPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const*
             fail(r);
             return 0;
         }
-        std::string warning;
-        size_t const bytes = sizeWorkspace(g, planDirections(mDir), mWorkTable, warning);
-        if (!warning.empty())
-        {
-            report(ErrorCode::kINTERNAL_ERROR, "getWorkspaceSize: " + warning);
-        }
-        return bytes;
+        return requestWorkspace(g);
     });
 }
 
@@ -286,25 +192,7 @@ int32_t SpectralPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int3
         {
             return fail(r);
         }
-        // Plans here, never in enqueue, and only for batch levels not seen before.
-        KernelResult const k = ensurePlans(g, mPlans, nullptr, planDirections(mDir));
-        if (!k.ok())
-        {
-            report(ErrorCode::kFAILED_INITIALIZATION, "cuFFT plan creation failed: " + kernelMessage(k));
-            return -1;
-        }
-        WorkspaceGrant const grant = grantWorkspace(g, mPlans, mWorkTable, planDirections(mDir));
-        if (!grant.ok())
-        {
-            report(grant.code, grant.message);
-            return -1;
-        }
-        mState.geom = g;
-        std::copy(x.dims.begin(), x.dims.end(), mState.xDims);
-        mState.io = in[0].type == DataType::kHALF ? IoType::kFloat16 : IoType::kFloat32;
-        mState.grantedBytes = grant.bytes;
-        mState.valid = true;
-        return 0;
+        return configureRuntime(g, x.dims, in[0].type);
     });
 }
 
@@ -313,20 +201,8 @@ int32_t SpectralPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
     cudaStream_t stream) noexcept
 {
     return guarded(mRecorder, "enqueue", int32_t{-1}, [&]() -> int32_t {
-        if (!mState.valid)
+        if (!readyToEnqueue(inputDesc, 0, inputs, outputs))
         {
-            report(ErrorCode::kINVALID_STATE, "enqueue before a successful onShapeChange");
-            return -1;
-        }
-        if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
-        {
-            report(ErrorCode::kINVALID_ARGUMENT, "enqueue: null descriptors or buffers");
-            return -1;
-        }
-        nvinfer1::Dims const& xd = inputDesc[0].dims;
-        if (xd.nbDims != 4 || !std::equal(mState.xDims, mState.xDims + 4, xd.d))
-        {
-            report(ErrorCode::kINVALID_STATE, "enqueue: X shape differs from the last onShapeChange");
             return -1;
         }
         SpectralLaunchArgs a;
@@ -337,27 +213,8 @@ int32_t SpectralPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
         a.y = outputs[0];
         a.workspace = workspace;
         a.workspaceBytes = mState.grantedBytes;
-        KernelResult const k = runSpectral(a, mPlans, stream);
-        if (!k.ok())
-        {
-            report(ErrorCode::kFAILED_EXECUTION, "enqueue failed: " + kernelMessage(k));
-            return -1;
-        }
-        return 0;
+        return launched(runSpectral(a, mPlans, stream));
     });
-}
-
-nvinfer1::IPluginV3* SpectralPlugin::attachToContext(nvinfer1::IPluginResourceContext* context) noexcept
-{
-    return guarded(mRecorder, "attachToContext", static_cast<nvinfer1::IPluginV3*>(nullptr),
-        [&]() -> nvinfer1::IPluginV3* {
-            auto* p = static_cast<SpectralPlugin*>(clone());
-            if (p != nullptr && context != nullptr)
-            {
-                p->mRecorder = context->getErrorRecorder();
-            }
-            return p;
-        });
 }
 
 PluginFieldCollection const* SpectralPlugin::getFieldsToSerialize() noexcept
@@ -367,15 +224,7 @@ PluginFieldCollection const* SpectralPlugin::getFieldsToSerialize() noexcept
             mSpatialOut = {mAttrs.height, mAttrs.width};
             mFields.clear();
             mFields.emplace_back(kFieldSpatialSize, mSpatialOut.data(), PluginFieldType::kINT32, 2);
-            mWorkTableOut = mWorkTable;
-            if (!mWorkTableOut.empty())
-            {
-                mFields.emplace_back(kFieldWorkTable, mWorkTableOut.data(), PluginFieldType::kINT64,
-                    static_cast<int32_t>(mWorkTableOut.size()));
-            }
-            mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
-            mFieldCollection.fields = mFields.data();
-            return &mFieldCollection;
+            return finishFields();
         });
 }
 
@@ -383,31 +232,13 @@ PluginFieldCollection const* SpectralPlugin::getFieldsToSerialize() noexcept
 SpectralPluginCreator::SpectralPluginCreator(Direction dir)
     : mDir(dir)
 {
-    // The one field the ONNX parser reads from the node (plugin_namespace/plugin_version are
-    // the parser's own).
-    mFieldNames.emplace_back(kFieldSpatialSize, nullptr, PluginFieldType::kINT32, 2);
-    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
-    mFieldCollection.fields = mFieldNames.data();
+    // The one field the ONNX parser reads from the node.
+    addFieldName(kFieldSpatialSize, PluginFieldType::kINT32, 2);
 }
 
 char const* SpectralPluginCreator::getPluginName() const noexcept
 {
     return directionPluginName(mDir);
-}
-
-char const* SpectralPluginCreator::getPluginVersion() const noexcept
-{
-    return kPluginVersion;
-}
-
-char const* SpectralPluginCreator::getPluginNamespace() const noexcept
-{
-    return kPluginNamespace;
-}
-
-PluginFieldCollection const* SpectralPluginCreator::getFieldNames() noexcept
-{
-    return &mFieldCollection;
 }
 
 nvinfer1::IPluginV3* SpectralPluginCreator::createPlugin(
@@ -424,13 +255,9 @@ nvinfer1::IPluginV3* SpectralPluginCreator::createPlugin(
             r = parseSpectralAttributes(fields, attrs);
         }
         std::vector<int64_t> table;
-        auto const wt = fields.find(kFieldWorkTable);
-        if (r.ok() && wt != fields.end())
+        if (r.ok())
         {
-            table = wt->second.ints;
-            r = wt->second.kind == AttrValue::Kind::kInts
-                ? validateWorkTable(table)
-                : Result::error(Status::kCorruptBuffer, std::string("field '") + kFieldWorkTable + "' must be ints");
+            r = readWorkTable(fields, table);
         }
         if (!r.ok())
         {
