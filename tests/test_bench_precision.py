@@ -44,5 +44,5 @@ def test_tiny_precision_run_writes_the_side_by_side_report(tmp_path):
     assert section["agreement"]["ORT fp32"]["random"]["max_abs_diff"] < 1e-3  # the export itself is exact
     assert set(section["verdict"]) == measured
     md = (tmp_path / "precision.md").read_text()
-    assert "| int8 | ORT |" in md and "Δ points vs fp32" in md and "## Verdict" in md
+    assert "| int8 | ORT |" in md and "drop vs fp32 (points)" in md and "## Verdict" in md
     assert (tmp_path / "cache" / "digits_tiny" / "manifest.json").is_file()  # trained once, reused next time
