@@ -268,14 +268,21 @@ def _shifted_full_spectrum_1d(fb: BodyBuilder, plan: FFTPlan, k_index: np.ndarra
     return re, im
 
 
-def _ct1d(fb: BodyBuilder, plan: FFTPlan, factors: CTFactors | None = None) -> None:
+def _ct_rows(fb: BodyBuilder, plan: FFTPlan, factors: CTFactors | None) -> tuple[CTFactors, str]:
+    """The two-level 1D bodies' input: X cast to float32, zero-padded to rows·N2 samples and
+    laid out (B, C, rows, N2), with the factorisation it follows."""
     (length,), (nfft,) = plan.spatial, plan.fft
     f = factors or ct_factors(length, nfft)
-    n1, n2, rows, half = f.n1, f.n2, f.rows, f.half
     x = fb.reshape(fb.op("Cast", ["X"], to=FLOAT), [0, 0, length])
-    if rows * n2 > length:
-        x = fb.op("Pad", [x, fb.ints([0, 0, 0, 0, 0, rows * n2 - length])])
-    x = fb.reshape(x, [0, 0, rows, n2])
+    if f.rows * f.n2 > length:
+        x = fb.op("Pad", [x, fb.ints([0, 0, 0, 0, 0, f.rows * f.n2 - length])])
+    return f, fb.reshape(x, [0, 0, f.rows, f.n2])
+
+
+def _ct1d(fb: BodyBuilder, plan: FFTPlan, factors: CTFactors | None = None) -> None:
+    (length,), (nfft,) = plan.spatial, plan.fft
+    f, x = _ct_rows(fb, plan, factors)
+    n1, n2, rows, half = f.n1, f.n2, f.rows, f.half
 
     k1 = np.arange(half)
     # stage 1: DFT over n1 (only the `rows` non-zero rows), k1 <= N1/2; rows (k1, re/im)
@@ -326,12 +333,8 @@ def _ct1ds(fb: BodyBuilder, plan: FFTPlan, factors: CTFactors | None = None) -> 
     spectrum are four Muls and two Adds on half-size tensors (no re/im swap copy), and each
     N2 DFT is one Concat [re | im] and two right GEMMs."""
     (length,), (nfft,) = plan.spatial, plan.fft
-    f = factors or ct_factors(length, nfft)
+    f, x = _ct_rows(fb, plan, factors)
     n1, n2, rows, half = f.n1, f.n2, f.rows, f.half
-    x = fb.reshape(fb.op("Cast", ["X"], to=FLOAT), [0, 0, length])
-    if rows * n2 > length:
-        x = fb.op("Pad", [x, fb.ints([0, 0, 0, 0, 0, rows * n2 - length])])
-    x = fb.reshape(x, [0, 0, rows, n2])
 
     def cmul(re, im, wr, wi):
         return (fb.op("Sub", [fb.op("Mul", [re, wr]), fb.op("Mul", [im, wi])]),
