@@ -212,6 +212,17 @@ def _main(workdir: Path, *extra: str) -> int:
                            str(workdir / "repo"), "--batch", "1:4:8", *extra])
 
 
+def _assert_plan_matches_onnx(plan: bytes, onnx_path: Path) -> None:
+    """The written plan, run again through run_engine at batches 1, 3 and 8 (inside the
+    1:4:8 profile), against ONNX Runtime on the export it was built from."""
+    session = trtb.onnx_reference_session(onnx_path)
+    rng = np.random.default_rng(3)
+    for batch in (1, 3, 8):
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        result = trtb.parity_decision(trtb.onnx_reference(session, x), trtb.run_engine(plan, x), trtb.TOL_FP32)
+        assert result.ok, result.summary()
+
+
 def test_to_trt_writes_a_checked_plan_and_its_config(trt, plugin_lib, torch_for_export, workdir, capsys):
     rc = _main(workdir, "--plugin-lib", str(plugin_lib))
     err = capsys.readouterr().err
@@ -222,14 +233,8 @@ def test_to_trt_writes_a_checked_plan_and_its_config(trt, plugin_lib, torch_for_
     config = (entry / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in config and "hyena_manifest" in config
 
-    # The written plan, run again through run_engine, against ONNX Runtime on the export.
     (onnx_path,) = [p for p in (workdir / "artifacts" / "onnx").glob("*_matmul_fp32.onnx")]
-    session = trtb.onnx_reference_session(onnx_path)
-    rng = np.random.default_rng(3)
-    for batch in (1, 3, 8):
-        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-        result = trtb.parity_decision(trtb.onnx_reference(session, x), trtb.run_engine(plan, x), trtb.TOL_FP32)
-        assert result.ok, result.summary()
+    _assert_plan_matches_onnx(plan, onnx_path)
     with pytest.raises(trtb.EngineError, match="refused input shape"):
         trtb.run_engine(plan, np.zeros((9, 3, 32, 32), np.float32))  # outside the 1:4:8 profile
 
@@ -265,13 +270,7 @@ def test_to_trt_builds_and_checks_the_spectral_mixer_models(trt, plugin_lib, tor
     plan = (entry / "1" / "model.plan").read_bytes()
     assert 'platform: "tensorrt_plan"' in (entry / "config.pbtxt").read_text()
 
-    # The written plan, run again through run_engine, against ONNX Runtime on the export.
-    session = trtb.onnx_reference_session(onnx_path)
-    rng = np.random.default_rng(3)
-    for batch in (1, 3, 8):
-        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-        result = trtb.parity_decision(trtb.onnx_reference(session, x), trtb.run_engine(plan, x), trtb.TOL_FP32)
-        assert result.ok, result.summary()
+    _assert_plan_matches_onnx(plan, onnx_path)
 
 
 @pytest.mark.parametrize("variant", ["gemm", "native-dft"])
