@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.args import int_list, name_list
+from bench.model import SEED
 
 #: Short name -> the S18 variant whose mixer it is (hpx_former_s18's layout everywhere).
 MIXER_MODELS = {
@@ -51,7 +52,6 @@ TINY_MODELS = {name: model.replace("_s18", "_s4") for name, model in MIXER_MODEL
 TINY_KWARGS = {"dims": [8, 16, 16, 16], "num_classes": 10}
 BASELINE = "torch eager"
 ORT = "ORT"
-SEED = 0
 
 
 @dataclass
@@ -88,9 +88,10 @@ def settings_for(quick: bool = False, tiny: bool = False) -> MixerSettings:
 
 def served_model(variant: str, res: int, model_kwargs: dict):
     """The variant as the artifact builder serves it: seeded random weights, filters frozen."""
-    from hyena_serve.artifact import ModelSpec, build_served_model
+    from bench.model import model_spec
+    from hyena_serve.artifact import build_served_model
 
-    model, _ = build_served_model(ModelSpec.of(variant, res, "random", SEED, model_kwargs))
+    model, _ = build_served_model(model_spec(variant, res, model_kwargs))
     return model
 
 
@@ -176,11 +177,12 @@ def checked_ort_runner(model: bytes | str, input_name: str, x, want, threads: in
     if isinstance(model, str):
         with open(model, "rb") as f:
             model = f.read()
-    (got,) = ort_runner(model, {input_name: x}, threads)()
+    run = ort_runner(model, {input_name: x}, threads)
+    (got,) = run()
     err = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-12))
     if not err <= rtol:
         raise ValueError(f"ONNX Runtime differs from torch by {err:.2e} (relative), above {rtol:.0e}")
-    return ort_runner(model, {input_name: x}, threads)
+    return run
 
 
 # --- the two parts ------------------------------------------------------------------------------
